@@ -1,0 +1,213 @@
+//! When to fetch a remote JWKS, shared by all workers.
+//!
+//! Every worker runs the same schedule against one [`FetchState`] kept in proxy-wasm shared
+//! data; a worker claims a fetch by writing the state back with compare-and-swap, so one fetch
+//! serves all workers. The record is a fixed little-endian layout: it is the only thing
+//! different VMs exchange besides the JWKS document itself.
+
+use crate::config::RemoteJwks;
+
+/// An unknown `kid` triggers a refetch at most this often.
+pub const KID_REFETCH_INTERVAL_MS: u64 = 30_000;
+/// Retry delay after the first failure; doubles per failure up to [`MAX_RETRY_MS`].
+pub const FIRST_RETRY_MS: u64 = 1_000;
+pub const MAX_RETRY_MS: u64 = 30_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FetchState {
+    pub last_attempt_ms: u64,
+    pub last_success_ms: u64,
+    pub last_kid_refetch_ms: u64,
+    pub consecutive_failures: u32,
+}
+
+const STATE_LEN: usize = 28;
+
+impl FetchState {
+    pub fn encode(&self) -> [u8; STATE_LEN] {
+        let mut out = [0u8; STATE_LEN];
+        out[0..8].copy_from_slice(&self.last_attempt_ms.to_le_bytes());
+        out[8..16].copy_from_slice(&self.last_success_ms.to_le_bytes());
+        out[16..24].copy_from_slice(&self.last_kid_refetch_ms.to_le_bytes());
+        out[24..28].copy_from_slice(&self.consecutive_failures.to_le_bytes());
+        out
+    }
+
+    /// `None` for anything that is not a record of this layout.
+    pub fn decode(bytes: &[u8]) -> Option<FetchState> {
+        let bytes: &[u8; STATE_LEN] = bytes.try_into().ok()?;
+        let u64_at = |at: usize| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_le_bytes(word)
+        };
+        let mut failures = [0u8; 4];
+        failures.copy_from_slice(&bytes[24..28]);
+        Some(FetchState {
+            last_attempt_ms: u64_at(0),
+            last_success_ms: u64_at(8),
+            last_kid_refetch_ms: u64_at(16),
+            consecutive_failures: u32::from_le_bytes(failures),
+        })
+    }
+
+    pub fn record_success(&mut self, now_ms: u64) {
+        self.last_success_ms = now_ms;
+        self.consecutive_failures = 0;
+    }
+
+    pub fn record_failure(&mut self) {
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    pub refresh_ms: u64,
+    pub timeout_ms: u64,
+}
+
+impl Schedule {
+    pub fn for_remote(remote: &RemoteJwks) -> Schedule {
+        Schedule {
+            refresh_ms: remote.refresh_seconds.saturating_mul(1000),
+            timeout_ms: remote.timeout_ms,
+        }
+    }
+
+    /// Minimum time between two attempts: never less than the timeout, so a fetch in flight
+    /// is not duplicated; after failures, an exponential backoff.
+    pub fn retry_delay_ms(&self, failures: u32) -> u64 {
+        let backoff = match failures {
+            0 => 0,
+            n => FIRST_RETRY_MS
+                .saturating_mul(1u64 << (n - 1).min(16))
+                .min(MAX_RETRY_MS)
+                .min(self.refresh_ms),
+        };
+        backoff.max(self.timeout_ms)
+    }
+
+    /// Whether a periodic fetch is due. `have_keys`: a key set was ever loaded.
+    pub fn periodic_fetch_due(&self, state: &FetchState, have_keys: bool, now_ms: u64) -> bool {
+        let since_attempt = now_ms.saturating_sub(state.last_attempt_ms);
+        if state.last_attempt_ms != 0
+            && since_attempt < self.retry_delay_ms(state.consecutive_failures)
+        {
+            return false;
+        }
+        !have_keys
+            || state.consecutive_failures > 0
+            || now_ms.saturating_sub(state.last_success_ms) >= self.refresh_ms
+    }
+
+    /// Whether a token with an unknown `kid` may trigger a fetch now.
+    pub fn kid_refetch_allowed(&self, state: &FetchState, now_ms: u64) -> bool {
+        let since_kid_refetch = now_ms.saturating_sub(state.last_kid_refetch_ms);
+        let since_attempt = now_ms.saturating_sub(state.last_attempt_ms);
+        (state.last_kid_refetch_ms == 0 || since_kid_refetch >= KID_REFETCH_INTERVAL_MS)
+            && (state.last_attempt_ms == 0 || since_attempt >= self.timeout_ms)
+    }
+}
+
+/// The shared copy of the key set: when it was fetched, and the JWKS document.
+pub fn encode_key_record(fetched_at_ms: u64, jwks: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + jwks.len());
+    out.extend_from_slice(&fetched_at_ms.to_le_bytes());
+    out.extend_from_slice(jwks);
+    out
+}
+
+pub fn decode_key_record(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (time, jwks) = bytes.split_at_checked(8)?;
+    let mut word = [0u8; 8];
+    word.copy_from_slice(time);
+    Some((u64::from_le_bytes(word), jwks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEDULE: Schedule = Schedule {
+        refresh_ms: 300_000,
+        timeout_ms: 2_000,
+    };
+
+    #[test]
+    fn records_round_trip() {
+        let state = FetchState {
+            last_attempt_ms: 1,
+            last_success_ms: u64::MAX,
+            last_kid_refetch_ms: 3,
+            consecutive_failures: 4,
+        };
+        assert_eq!(FetchState::decode(&state.encode()), Some(state));
+        assert_eq!(FetchState::decode(b"short"), None);
+        let record = encode_key_record(42, b"{\"keys\":[]}");
+        assert_eq!(
+            decode_key_record(&record),
+            Some((42, &b"{\"keys\":[]}"[..]))
+        );
+        assert_eq!(decode_key_record(b"1234"), None);
+    }
+
+    #[test]
+    fn first_fetch_is_due_at_once() {
+        assert!(SCHEDULE.periodic_fetch_due(&FetchState::default(), false, 5));
+    }
+
+    #[test]
+    fn periodic_schedule_table() {
+        let ok = FetchState {
+            last_attempt_ms: 10_000,
+            last_success_ms: 10_000,
+            ..FetchState::default()
+        };
+        let failing = |failures| FetchState {
+            last_attempt_ms: 10_000,
+            consecutive_failures: failures,
+            ..FetchState::default()
+        };
+        let cases = [
+            (ok, true, 10_000 + 299_999, false),
+            (ok, true, 10_000 + 300_000, true),
+            // An attempt in flight is not duplicated.
+            (failing(0), false, 11_000, false),
+            (failing(0), false, 12_000, true),
+            (failing(1), false, 11_999, false),
+            (failing(1), false, 12_000, true),
+            (failing(3), false, 13_999, false),
+            (failing(3), false, 14_000, true),
+            (failing(10), false, 39_999, false),
+            (failing(10), false, 40_000, true),
+            // A failed refresh retries even while old keys are still in use.
+            (failing(2), true, 12_000, true),
+        ];
+        for (state, have_keys, now, expected) in cases {
+            assert_eq!(
+                SCHEDULE.periodic_fetch_due(&state, have_keys, now),
+                expected,
+                "{state:?} have_keys={have_keys} now={now}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_kid_refetch_is_rate_limited() {
+        let mut state = FetchState {
+            last_attempt_ms: 100_000,
+            last_success_ms: 100_000,
+            last_kid_refetch_ms: 100_000,
+            consecutive_failures: 0,
+        };
+        assert!(!SCHEDULE.kid_refetch_allowed(&state, 129_999));
+        assert!(SCHEDULE.kid_refetch_allowed(&state, 130_000));
+        state.last_attempt_ms = 129_000;
+        assert!(
+            !SCHEDULE.kid_refetch_allowed(&state, 130_000),
+            "fetch in flight"
+        );
+        assert!(SCHEDULE.kid_refetch_allowed(&FetchState::default(), 1));
+    }
+}

@@ -1,0 +1,465 @@
+//! Why a request is refused, and the one mapping from that to an HTTP response (RFC 6750).
+//!
+//! Descriptions are fixed strings: nothing from the token or the request is echoed into a
+//! header, a body or a log line.
+
+use std::fmt;
+
+/// A problem with how the request carries its credentials (400 `invalid_request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestProblem {
+    /// More than one token: repeated header, parameter or cookie.
+    MultipleTokens,
+    /// The scheme is present but no token follows it.
+    EmptyToken,
+    /// The token contains characters outside RFC 6750's `b64token`.
+    InvalidCharacters,
+}
+
+/// Why a token is not a well-formed, acceptable JWS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MalformedToken {
+    /// Not three dot-separated segments.
+    Structure,
+    /// Five segments: an encrypted token (JWE), which the gateway cannot read.
+    Encrypted,
+    /// A segment is not canonical unpadded base64url.
+    Base64,
+    /// The header is not a JSON object of the expected shape.
+    Header,
+    /// `cty` names a nested or non-JSON payload.
+    ContentType,
+    /// `crit` lists extensions; none are understood, so the token must be refused.
+    CriticalHeader,
+    /// `b64: false` (RFC 7797 unencoded payload).
+    UnencodedPayload,
+    /// The payload is not a JSON object, has a duplicate claim, or a non-numeric time claim.
+    Claims,
+    /// A claim the gateway checks (`iss`, `aud`, `typ`, `scope`) has the wrong JSON type.
+    ClaimType,
+}
+
+/// The reasons a request is refused. Each maps to one metric and one response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// No credentials at all: 401 with a bare challenge.
+    MissingToken,
+    InvalidRequest(RequestProblem),
+    TokenTooLarge {
+        length: usize,
+        limit: usize,
+    },
+    Malformed(MalformedToken),
+    /// `alg` outside the allowlist (including `none`), or not allowed for the selected key.
+    DisallowedAlgorithm,
+    /// No key with the token's `kid`.
+    UnknownKey,
+    BadSignature,
+    MissingExpiration,
+    Expired,
+    NotYetValid,
+    WrongIssuer,
+    WrongAudience,
+    WrongTokenType,
+    InsufficientScope,
+    /// A claim to forward holds a value that cannot be a header value (control characters).
+    UnforwardableClaim,
+    /// No signing keys have been loaded yet: the gateway cannot judge any token.
+    KeysUnavailable,
+}
+
+/// Metric label of a rejection: `tokengate.denied.<reason>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenyReason {
+    Missing,
+    InvalidRequest,
+    TooLarge,
+    Malformed,
+    Algorithm,
+    UnknownKid,
+    BadSignature,
+    MissingExp,
+    Expired,
+    NotYetValid,
+    Issuer,
+    Audience,
+    TokenType,
+    Scope,
+    ClaimValue,
+    KeysUnavailable,
+}
+
+impl DenyReason {
+    pub const ALL: [DenyReason; 16] = [
+        DenyReason::Missing,
+        DenyReason::InvalidRequest,
+        DenyReason::TooLarge,
+        DenyReason::Malformed,
+        DenyReason::Algorithm,
+        DenyReason::UnknownKid,
+        DenyReason::BadSignature,
+        DenyReason::MissingExp,
+        DenyReason::Expired,
+        DenyReason::NotYetValid,
+        DenyReason::Issuer,
+        DenyReason::Audience,
+        DenyReason::TokenType,
+        DenyReason::Scope,
+        DenyReason::ClaimValue,
+        DenyReason::KeysUnavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::Missing => "missing",
+            DenyReason::InvalidRequest => "invalid_request",
+            DenyReason::TooLarge => "too_large",
+            DenyReason::Malformed => "malformed",
+            DenyReason::Algorithm => "algorithm",
+            DenyReason::UnknownKid => "unknown_kid",
+            DenyReason::BadSignature => "bad_signature",
+            DenyReason::MissingExp => "missing_exp",
+            DenyReason::Expired => "expired",
+            DenyReason::NotYetValid => "not_yet_valid",
+            DenyReason::Issuer => "issuer",
+            DenyReason::Audience => "audience",
+            DenyReason::TokenType => "token_type",
+            DenyReason::Scope => "scope",
+            DenyReason::ClaimValue => "claim_value",
+            DenyReason::KeysUnavailable => "keys_unavailable",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// RFC 6750 §3.1 error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidToken,
+    InsufficientScope,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
+        }
+    }
+}
+
+impl Rejection {
+    pub fn reason(&self) -> DenyReason {
+        match self {
+            Rejection::MissingToken => DenyReason::Missing,
+            Rejection::InvalidRequest(_) => DenyReason::InvalidRequest,
+            Rejection::TokenTooLarge { .. } => DenyReason::TooLarge,
+            Rejection::Malformed(_) => DenyReason::Malformed,
+            Rejection::DisallowedAlgorithm => DenyReason::Algorithm,
+            Rejection::UnknownKey => DenyReason::UnknownKid,
+            Rejection::BadSignature => DenyReason::BadSignature,
+            Rejection::MissingExpiration => DenyReason::MissingExp,
+            Rejection::Expired => DenyReason::Expired,
+            Rejection::NotYetValid => DenyReason::NotYetValid,
+            Rejection::WrongIssuer => DenyReason::Issuer,
+            Rejection::WrongAudience => DenyReason::Audience,
+            Rejection::WrongTokenType => DenyReason::TokenType,
+            Rejection::InsufficientScope => DenyReason::Scope,
+            Rejection::UnforwardableClaim => DenyReason::ClaimValue,
+            Rejection::KeysUnavailable => DenyReason::KeysUnavailable,
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self.error_code() {
+            Some(ErrorCode::InvalidRequest) => 400,
+            Some(ErrorCode::InsufficientScope) => 403,
+            Some(ErrorCode::InvalidToken) | None => match self {
+                Rejection::KeysUnavailable => 503,
+                _ => 401,
+            },
+        }
+    }
+
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        match self {
+            Rejection::MissingToken | Rejection::KeysUnavailable => None,
+            Rejection::InvalidRequest(_) => Some(ErrorCode::InvalidRequest),
+            Rejection::InsufficientScope => Some(ErrorCode::InsufficientScope),
+            _ => Some(ErrorCode::InvalidToken),
+        }
+    }
+
+    /// A fixed, human-readable description (RFC 6750 `error_description`).
+    pub fn description(&self) -> &'static str {
+        match self {
+            Rejection::MissingToken => "The request carries no bearer token",
+            Rejection::InvalidRequest(RequestProblem::MultipleTokens) => {
+                "The request carries more than one token"
+            }
+            Rejection::InvalidRequest(RequestProblem::EmptyToken) => {
+                "The authorization scheme is not followed by a token"
+            }
+            Rejection::InvalidRequest(RequestProblem::InvalidCharacters) => {
+                "The token contains characters that are not allowed"
+            }
+            Rejection::TokenTooLarge { .. } => "The token is too large",
+            Rejection::Malformed(MalformedToken::Encrypted) => {
+                "Encrypted tokens (JWE) are not accepted"
+            }
+            Rejection::Malformed(MalformedToken::CriticalHeader) => {
+                "The token requires unsupported header extensions"
+            }
+            Rejection::Malformed(MalformedToken::UnencodedPayload) => {
+                "Unencoded payloads are not accepted"
+            }
+            Rejection::Malformed(MalformedToken::ContentType) => {
+                "The token content type is not supported"
+            }
+            Rejection::Malformed(MalformedToken::Claims | MalformedToken::ClaimType) => {
+                "The token claims are malformed"
+            }
+            Rejection::Malformed(_) => "The token is malformed",
+            Rejection::DisallowedAlgorithm => "The token signing algorithm is not allowed",
+            Rejection::UnknownKey => "The token signing key is unknown",
+            Rejection::BadSignature => "The token signature is invalid",
+            Rejection::MissingExpiration => "The token has no expiration time",
+            Rejection::Expired => "The token expired",
+            Rejection::NotYetValid => "The token is not valid yet",
+            Rejection::WrongIssuer => "The token issuer is not accepted",
+            Rejection::WrongAudience => "The token audience is not accepted",
+            Rejection::WrongTokenType => "The token is not an access token",
+            Rejection::InsufficientScope => "The token lacks a required scope",
+            Rejection::UnforwardableClaim => "A token claim cannot be forwarded",
+            Rejection::KeysUnavailable => "Token signing keys are not available yet",
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.reason().as_str(), self.description())
+    }
+}
+
+/// A complete response to send instead of forwarding the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenyResponse {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+/// Context a response needs beyond the rejection itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseContext<'a> {
+    pub realm: &'a str,
+    /// Sent as `scope="..."` on 403 `insufficient_scope`.
+    pub required_scope: &'a str,
+    pub retry_after_seconds: u32,
+}
+
+/// The one mapping from a rejection to status, `WWW-Authenticate` and body.
+///
+/// `realm` and `required_scope` are validated at configuration time to be safe inside a
+/// quoted-string; descriptions are constants without quotes.
+pub fn deny_response(rejection: &Rejection, context: &ResponseContext<'_>) -> DenyResponse {
+    let status = rejection.status();
+    let mut headers: Vec<(&'static str, String)> =
+        vec![("content-type", "application/json".to_owned())];
+    let body = match rejection.error_code() {
+        Some(code) => {
+            let mut challenge = format!(
+                "Bearer realm=\"{}\", error=\"{}\", error_description=\"{}\"",
+                context.realm,
+                code.as_str(),
+                rejection.description()
+            );
+            if code == ErrorCode::InsufficientScope && !context.required_scope.is_empty() {
+                challenge.push_str(&format!(", scope=\"{}\"", context.required_scope));
+            }
+            headers.push(("www-authenticate", challenge));
+            json_body(code.as_str(), rejection.description())
+        }
+        None if status == 503 => {
+            headers.push(("retry-after", context.retry_after_seconds.to_string()));
+            json_body("temporarily_unavailable", rejection.description())
+        }
+        None => {
+            headers.push((
+                "www-authenticate",
+                format!("Bearer realm=\"{}\"", context.realm),
+            ));
+            json_body("unauthorized", rejection.description())
+        }
+    };
+    headers.push(("cache-control", "no-store".to_owned()));
+    DenyResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn json_body(error: &str, description: &str) -> String {
+    serde_json::json!({ "error": error, "error_description": description }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTEXT: ResponseContext<'static> = ResponseContext {
+        realm: "api",
+        required_scope: "read write",
+        retry_after_seconds: 7,
+    };
+
+    fn header<'a>(response: &'a DenyResponse, name: &str) -> Option<&'a str> {
+        response
+            .headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn every_rejection_maps_to_status_challenge_and_metric() {
+        use MalformedToken as M;
+        use Rejection as R;
+        let cases: Vec<(Rejection, u16, Option<&str>, &str)> = vec![
+            (R::MissingToken, 401, None, "missing"),
+            (
+                R::InvalidRequest(RequestProblem::MultipleTokens),
+                400,
+                Some("invalid_request"),
+                "invalid_request",
+            ),
+            (
+                R::InvalidRequest(RequestProblem::EmptyToken),
+                400,
+                Some("invalid_request"),
+                "invalid_request",
+            ),
+            (
+                R::InvalidRequest(RequestProblem::InvalidCharacters),
+                400,
+                Some("invalid_request"),
+                "invalid_request",
+            ),
+            (
+                R::TokenTooLarge {
+                    length: 9000,
+                    limit: 8192,
+                },
+                401,
+                Some("invalid_token"),
+                "too_large",
+            ),
+            (
+                R::Malformed(M::Structure),
+                401,
+                Some("invalid_token"),
+                "malformed",
+            ),
+            (
+                R::Malformed(M::Encrypted),
+                401,
+                Some("invalid_token"),
+                "malformed",
+            ),
+            (
+                R::DisallowedAlgorithm,
+                401,
+                Some("invalid_token"),
+                "algorithm",
+            ),
+            (R::UnknownKey, 401, Some("invalid_token"), "unknown_kid"),
+            (R::BadSignature, 401, Some("invalid_token"), "bad_signature"),
+            (
+                R::MissingExpiration,
+                401,
+                Some("invalid_token"),
+                "missing_exp",
+            ),
+            (R::Expired, 401, Some("invalid_token"), "expired"),
+            (R::NotYetValid, 401, Some("invalid_token"), "not_yet_valid"),
+            (R::WrongIssuer, 401, Some("invalid_token"), "issuer"),
+            (R::WrongAudience, 401, Some("invalid_token"), "audience"),
+            (R::WrongTokenType, 401, Some("invalid_token"), "token_type"),
+            (
+                R::InsufficientScope,
+                403,
+                Some("insufficient_scope"),
+                "scope",
+            ),
+            (
+                R::UnforwardableClaim,
+                401,
+                Some("invalid_token"),
+                "claim_value",
+            ),
+            (R::KeysUnavailable, 503, None, "keys_unavailable"),
+        ];
+        for (rejection, status, code, metric) in cases {
+            let response = deny_response(&rejection, &CONTEXT);
+            assert_eq!(response.status, status, "{rejection:?}");
+            assert_eq!(rejection.reason().as_str(), metric);
+            let challenge = header(&response, "www-authenticate");
+            match (code, status) {
+                (Some(code), _) => {
+                    let challenge = challenge.unwrap();
+                    assert!(challenge.starts_with("Bearer realm=\"api\", error=\""));
+                    assert!(
+                        challenge.contains(&format!("error=\"{code}\"")),
+                        "{challenge}"
+                    );
+                    assert!(challenge.contains("error_description=\""));
+                }
+                (None, 401) => assert_eq!(challenge, Some("Bearer realm=\"api\"")),
+                (None, _) => {
+                    assert_eq!(challenge, None);
+                    assert_eq!(header(&response, "retry-after"), Some("7"));
+                }
+            }
+            let body: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+            assert!(body["error"].is_string() && body["error_description"].is_string());
+        }
+    }
+
+    #[test]
+    fn insufficient_scope_names_the_scopes() {
+        let response = deny_response(&Rejection::InsufficientScope, &CONTEXT);
+        assert_eq!(
+            header(&response, "www-authenticate"),
+            Some(
+                "Bearer realm=\"api\", error=\"insufficient_scope\", \
+                 error_description=\"The token lacks a required scope\", scope=\"read write\""
+            )
+        );
+    }
+
+    #[test]
+    fn descriptions_are_safe_in_quoted_strings() {
+        for reason in DenyReason::ALL {
+            assert_eq!(DenyReason::ALL[reason.index()], reason);
+        }
+        let samples = [
+            Rejection::Malformed(MalformedToken::Header),
+            Rejection::Malformed(MalformedToken::CriticalHeader),
+            Rejection::Malformed(MalformedToken::ContentType),
+            Rejection::Malformed(MalformedToken::UnencodedPayload),
+            Rejection::Malformed(MalformedToken::Claims),
+        ];
+        for rejection in samples {
+            let description = rejection.description();
+            assert!(!description.contains('"') && !description.contains('\\'));
+        }
+    }
+}

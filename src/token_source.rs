@@ -1,0 +1,305 @@
+//! Finding the bearer token in a request (RFC 6750 §2), and removing it before forwarding.
+
+use crate::config::TokenSource;
+use crate::rejection::{Rejection, RequestProblem};
+
+/// Request headers as the host hands them over: lower-case names (pseudo-headers such as
+/// `:path` included) and raw byte values, in order, repeated names kept.
+pub type HeaderList = [(String, Vec<u8>)];
+
+/// A change to the request headers before it is forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderUpdate {
+    /// Replace every value of the header with this one.
+    Set(String, String),
+    Remove(String),
+}
+
+/// Extracts the token. `Ok(None)` means the request carries no credentials of this kind.
+pub fn extract<'a>(
+    source: &TokenSource,
+    headers: &'a HeaderList,
+) -> Result<Option<&'a str>, Rejection> {
+    let token = match source {
+        TokenSource::Header { name, prefix } => {
+            let Some(value) = single(header_values(headers, name))? else {
+                return Ok(None);
+            };
+            match strip_prefix(value, prefix) {
+                Some(rest) => rest,
+                // Another scheme (e.g. Basic): not a bearer credential at all.
+                None => return Ok(None),
+            }
+        }
+        TokenSource::Query { name } => {
+            let path = header_values(headers, ":path").next().unwrap_or(&[]);
+            let Some(value) = single(query_values(path, name))? else {
+                return Ok(None);
+            };
+            value
+        }
+        TokenSource::Cookie { name } => {
+            let Some(value) = single(cookie_values(headers, name))? else {
+                return Ok(None);
+            };
+            value
+        }
+    };
+    if token.is_empty() {
+        return Err(Rejection::InvalidRequest(RequestProblem::EmptyToken));
+    }
+    if !is_b64token(token) {
+        return Err(Rejection::InvalidRequest(RequestProblem::InvalidCharacters));
+    }
+    // is_b64token guarantees ASCII.
+    std::str::from_utf8(token)
+        .map(Some)
+        .map_err(|_| Rejection::InvalidRequest(RequestProblem::InvalidCharacters))
+}
+
+/// The update that removes the token from the forwarded request.
+pub fn strip_update(source: &TokenSource, headers: &HeaderList) -> Option<HeaderUpdate> {
+    match source {
+        TokenSource::Header { name, .. } => Some(HeaderUpdate::Remove(name.clone())),
+        TokenSource::Query { name } => {
+            let path = header_values(headers, ":path").next()?;
+            let path = std::str::from_utf8(path).ok()?;
+            let (base, query) = path.split_once('?')?;
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|pair| pair.split('=').next() != Some(name.as_str()))
+                .collect();
+            let new_path = if kept.is_empty() {
+                base.to_owned()
+            } else {
+                format!("{base}?{}", kept.join("&"))
+            };
+            Some(HeaderUpdate::Set(":path".to_owned(), new_path))
+        }
+        TokenSource::Cookie { name } => {
+            let kept: Vec<&str> = header_values(headers, "cookie")
+                .filter_map(|value| std::str::from_utf8(value).ok())
+                .flat_map(|value| value.split(';'))
+                .map(str::trim)
+                .filter(|pair| !pair.is_empty() && cookie_name(pair) != name.as_str())
+                .collect();
+            Some(if kept.is_empty() {
+                HeaderUpdate::Remove("cookie".to_owned())
+            } else {
+                HeaderUpdate::Set("cookie".to_owned(), kept.join("; "))
+            })
+        }
+    }
+}
+
+fn header_values<'h, 'n>(
+    headers: &'h HeaderList,
+    name: &'n str,
+) -> impl Iterator<Item = &'h [u8]> + use<'h, 'n> {
+    headers
+        .iter()
+        .filter(move |(n, _)| n == name)
+        .map(|(_, v)| v.as_slice())
+}
+
+/// At most one value is allowed: RFC 6750 §2 forbids more than one way of passing a token.
+fn single<T>(mut values: impl Iterator<Item = T>) -> Result<Option<T>, Rejection> {
+    let first = values.next();
+    if first.is_some() && values.next().is_some() {
+        return Err(Rejection::InvalidRequest(RequestProblem::MultipleTokens));
+    }
+    Ok(first)
+}
+
+/// Matches `prefix` case-insensitively; a prefix ending in a space absorbs further spaces.
+fn strip_prefix<'a>(value: &'a [u8], prefix: &str) -> Option<&'a [u8]> {
+    let prefix = prefix.as_bytes();
+    let trimmed_prefix = prefix.strip_suffix(b" ").unwrap_or(prefix);
+    if value.len() < trimmed_prefix.len()
+        || !value[..trimmed_prefix.len()].eq_ignore_ascii_case(trimmed_prefix)
+    {
+        return None;
+    }
+    let rest = &value[trimmed_prefix.len()..];
+    if trimmed_prefix.len() == prefix.len() {
+        return Some(rest);
+    }
+    // The scheme must be followed by at least one space, or by nothing at all ("Bearer").
+    match rest.first() {
+        None => Some(rest),
+        Some(b' ') => {
+            let spaces = rest.iter().take_while(|b| **b == b' ').count();
+            Some(&rest[spaces..])
+        }
+        Some(_) => None,
+    }
+}
+
+fn query_values<'p, 'n>(
+    path: &'p [u8],
+    name: &'n str,
+) -> impl Iterator<Item = &'p [u8]> + use<'p, 'n> {
+    let query = path
+        .iter()
+        .position(|b| *b == b'?')
+        .map(|at| &path[at + 1..])
+        .unwrap_or(&[]);
+    let query = query.split(|b| *b == b'#').next().unwrap_or(&[]);
+    query.split(|b| *b == b'&').filter_map(move |pair| {
+        let mut parts = pair.splitn(2, |b| *b == b'=');
+        let key = parts.next()?;
+        (key == name.as_bytes()).then(|| parts.next().unwrap_or(&[]))
+    })
+}
+
+fn cookie_values<'h, 'n>(
+    headers: &'h HeaderList,
+    name: &'n str,
+) -> impl Iterator<Item = &'h [u8]> + use<'h, 'n> {
+    header_values(headers, "cookie")
+        .flat_map(|value| value.split(|b| *b == b';'))
+        .filter_map(move |pair| {
+            let pair = trim_ascii(pair);
+            let mut parts = pair.splitn(2, |b| *b == b'=');
+            let key = trim_ascii(parts.next()?);
+            (key == name.as_bytes()).then(|| trim_ascii(parts.next().unwrap_or(&[])))
+        })
+}
+
+fn cookie_name(pair: &str) -> &str {
+    pair.split('=').next().unwrap_or("").trim()
+}
+
+fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+/// RFC 6750 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_b64token(token: &[u8]) -> bool {
+    let body_len = token.len() - token.iter().rev().take_while(|b| **b == b'=').count();
+    body_len > 0
+        && token[..body_len]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn bearer() -> TokenSource {
+        TokenSource::default()
+    }
+
+    #[test]
+    fn authorization_header_cases() {
+        use RequestProblem::*;
+        type Case = (
+            Vec<(&'static str, &'static str)>,
+            Result<Option<&'static str>, Rejection>,
+        );
+        let cases: Vec<Case> = vec![
+            (vec![], Ok(None)),
+            (
+                vec![("authorization", "Bearer abc.def.ghi")],
+                Ok(Some("abc.def.ghi")),
+            ),
+            (vec![("authorization", "bearer abc")], Ok(Some("abc"))),
+            (vec![("authorization", "BEARER    abc")], Ok(Some("abc"))),
+            (vec![("authorization", "Basic dXNlcjpwYXNz")], Ok(None)),
+            (vec![("authorization", "Bearerabc")], Ok(None)),
+            (
+                vec![("authorization", "Bearer")],
+                Err(Rejection::InvalidRequest(EmptyToken)),
+            ),
+            (
+                vec![("authorization", "Bearer   ")],
+                Err(Rejection::InvalidRequest(EmptyToken)),
+            ),
+            (
+                vec![("authorization", "Bearer a b")],
+                Err(Rejection::InvalidRequest(InvalidCharacters)),
+            ),
+            (
+                vec![("authorization", "Bearer a\"b")],
+                Err(Rejection::InvalidRequest(InvalidCharacters)),
+            ),
+            (
+                vec![("authorization", "Bearer ====")],
+                Err(Rejection::InvalidRequest(InvalidCharacters)),
+            ),
+            (vec![("authorization", "Bearer ab==")], Ok(Some("ab=="))),
+            (
+                vec![("authorization", "Bearer a"), ("authorization", "Bearer b")],
+                Err(Rejection::InvalidRequest(MultipleTokens)),
+            ),
+            (vec![("x-other", "Bearer abc")], Ok(None)),
+        ];
+        for (pairs, expected) in cases {
+            let list = headers(&pairs);
+            assert_eq!(extract(&bearer(), &list), expected, "{pairs:?}");
+        }
+        let non_utf8 = vec![("authorization".to_owned(), b"Bearer \xff\xfe".to_vec())];
+        assert_eq!(
+            extract(&bearer(), &non_utf8),
+            Err(Rejection::InvalidRequest(InvalidCharacters))
+        );
+    }
+
+    #[test]
+    fn custom_header_query_and_cookie() {
+        let header = TokenSource::Header {
+            name: "x-token".into(),
+            prefix: String::new(),
+        };
+        let list = headers(&[("x-token", "abc")]);
+        assert_eq!(extract(&header, &list), Ok(Some("abc")));
+
+        let query = TokenSource::Query {
+            name: "access_token".into(),
+        };
+        let list = headers(&[(":path", "/api?x=1&access_token=abc.d_e&y=2")]);
+        assert_eq!(extract(&query, &list), Ok(Some("abc.d_e")));
+        assert_eq!(
+            strip_update(&query, &list),
+            Some(HeaderUpdate::Set(":path".into(), "/api?x=1&y=2".into()))
+        );
+        let list = headers(&[(":path", "/api?access_token=a&access_token=b")]);
+        assert_eq!(
+            extract(&query, &list),
+            Err(Rejection::InvalidRequest(RequestProblem::MultipleTokens))
+        );
+        let list = headers(&[(":path", "/api?access_token_x=a")]);
+        assert_eq!(extract(&query, &list), Ok(None));
+        let list = headers(&[(":path", "/api?access_token=abc")]);
+        assert_eq!(
+            strip_update(&query, &list),
+            Some(HeaderUpdate::Set(":path".into(), "/api".into()))
+        );
+
+        let cookie = TokenSource::Cookie { name: "at".into() };
+        let list = headers(&[("cookie", "a=1; at=tok; b=2")]);
+        assert_eq!(extract(&cookie, &list), Ok(Some("tok")));
+        assert_eq!(
+            strip_update(&cookie, &list),
+            Some(HeaderUpdate::Set("cookie".into(), "a=1; b=2".into()))
+        );
+        let list = headers(&[("cookie", "at=1"), ("cookie", "at=2")]);
+        assert_eq!(
+            extract(&cookie, &list),
+            Err(Rejection::InvalidRequest(RequestProblem::MultipleTokens))
+        );
+        let list = headers(&[("cookie", "at=tok")]);
+        assert_eq!(
+            strip_update(&cookie, &list),
+            Some(HeaderUpdate::Remove("cookie".into()))
+        );
+    }
+}

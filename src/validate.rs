@@ -1,0 +1,333 @@
+//! Local JWT validation: the rules of RFC 7519 / 8725 / 9068 on top of jwt-compact.
+//!
+//! Checks run cheapest first: size, structure, header, claims (`iss`, `aud`, `typ`, time),
+//! key lookup, and only then the signature, so garbage never costs a signature verification.
+//! The scope check and claim forwarding run after the signature: a 403 or a forwarded value
+//! must only ever come from an authentic token.
+
+use std::collections::BTreeSet;
+
+use jwt_compact::{Claims, ParseError, TimeOptions, UntrustedToken, ValidationError};
+use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde_json::{Map, Value};
+
+use crate::algorithm::Algorithm;
+use crate::config::{ClaimHeader, Config};
+use crate::jwks::{KeyLookup, KeySet};
+use crate::rejection::{MalformedToken, Rejection};
+
+/// Forwarded header values longer than this are refused rather than sent upstream.
+pub const MAX_FORWARDED_VALUE_BYTES: usize = 8192;
+
+/// What a verified token leaves behind: enough to admit it again from the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// `exp` in Unix seconds, if the token has one.
+    pub expires_at: Option<i64>,
+    /// Values for `forward.claims_to_headers`, in configuration order; `None` = claim absent.
+    pub forwarded: Vec<Option<String>>,
+}
+
+/// Header fields jwt-compact does not model but the validator must see.
+#[derive(Debug, Clone, Deserialize)]
+struct HeaderExtensions {
+    crit: Option<IgnoredAny>,
+    b64: Option<Value>,
+}
+
+/// The claims object; duplicate names are refused (RFC 7515 §5.2 lets parsers reject them,
+/// and "last one wins" would let two parties read different claims from one token).
+#[derive(Debug, Default)]
+struct ClaimSet(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for ClaimSet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ClaimSetVisitor;
+        impl<'de> Visitor<'de> for ClaimSetVisitor {
+            type Value = ClaimSet;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object of claims")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<ClaimSet, A::Error> {
+                let mut map = Map::new();
+                while let Some((name, value)) = access.next_entry::<String, Value>()? {
+                    if map.contains_key(&name) {
+                        return Err(de::Error::custom("duplicate claim"));
+                    }
+                    map.insert(name, value);
+                }
+                Ok(ClaimSet(map))
+            }
+        }
+        deserializer.deserialize_map(ClaimSetVisitor)
+    }
+}
+
+/// Validates `token` against `config` and `keys` at time `now` (Unix seconds).
+pub fn validate(
+    config: &Config,
+    keys: &KeySet,
+    token: &str,
+    now: i64,
+) -> Result<Verified, Rejection> {
+    if token.len() > config.max_token_bytes {
+        return Err(Rejection::TokenTooLarge {
+            length: token.len(),
+            limit: config.max_token_bytes,
+        });
+    }
+    match token.bytes().filter(|b| *b == b'.').count() {
+        2 => {}
+        4 => return Err(Rejection::Malformed(MalformedToken::Encrypted)),
+        _ => return Err(Rejection::Malformed(MalformedToken::Structure)),
+    }
+
+    let untrusted = UntrustedToken::<HeaderExtensions>::try_from(token).map_err(|err| {
+        Rejection::Malformed(match err {
+            ParseError::InvalidTokenStructure => MalformedToken::Structure,
+            ParseError::InvalidBase64Encoding => MalformedToken::Base64,
+            ParseError::UnsupportedContentType(_) => MalformedToken::ContentType,
+            _ => MalformedToken::Header,
+        })
+    })?;
+    let header = untrusted.header();
+    if header.other_fields.crit.is_some() {
+        return Err(Rejection::Malformed(MalformedToken::CriticalHeader));
+    }
+    if let Some(b64) = &header.other_fields.b64
+        && b64 != &Value::Bool(true)
+    {
+        return Err(Rejection::Malformed(MalformedToken::UnencodedPayload));
+    }
+    let algorithm = Algorithm::from_jws_name(untrusted.algorithm())
+        .filter(|alg| config.algorithms.contains(*alg))
+        .ok_or(Rejection::DisallowedAlgorithm)?;
+    let header_type = header.token_type.as_deref();
+    if !is_access_token_header_type(header_type) {
+        return Err(Rejection::WrongTokenType);
+    }
+
+    let claims: Claims<ClaimSet> = untrusted
+        .deserialize_claims_unchecked()
+        .map_err(|_| Rejection::Malformed(MalformedToken::Claims))?;
+    let custom = &claims.custom.0;
+
+    match custom.get("iss") {
+        Some(Value::String(issuer)) if *issuer == config.issuer => {}
+        Some(Value::String(_)) | None => return Err(Rejection::WrongIssuer),
+        Some(_) => return Err(Rejection::Malformed(MalformedToken::ClaimType)),
+    }
+    check_audience(config, custom.get("aud"))?;
+    check_payload_type(config, custom.get("typ"), header_type)?;
+    check_times(config, &claims, now)?;
+
+    if keys.is_empty() {
+        return Err(Rejection::KeysUnavailable);
+    }
+    let entry = match keys.lookup(header.key_id.as_deref(), algorithm) {
+        KeyLookup::Found(entry) => entry,
+        KeyLookup::Unknown => return Err(Rejection::UnknownKey),
+        KeyLookup::AlgorithmNotAllowed => return Err(Rejection::DisallowedAlgorithm),
+    };
+    let signed_data = token
+        .rsplit_once('.')
+        .map(|(signed, _)| signed.as_bytes())
+        .ok_or(Rejection::Malformed(MalformedToken::Structure))?;
+    if !entry
+        .key
+        .verify(algorithm, signed_data, untrusted.signature_bytes())
+    {
+        return Err(Rejection::BadSignature);
+    }
+
+    check_scopes(config, custom)?;
+    let forwarded = config
+        .forward
+        .claims_to_headers
+        .iter()
+        .map(|rule| forwarded_value(rule, &claims))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Verified {
+        expires_at: claims.expiration.map(|exp| exp.timestamp()),
+        forwarded,
+    })
+}
+
+/// RFC 8725 §3.11 / RFC 9068 §2.1: explicit typing. Absent, `JWT` and `at+jwt` are access
+/// tokens; anything else (`dpop+jwt`, `logout+jwt`, ...) is some other kind of JWT.
+fn is_access_token_header_type(typ: Option<&str>) -> bool {
+    match typ {
+        None => true,
+        Some(typ) => ["JWT", "at+jwt", "application/at+jwt"]
+            .iter()
+            .any(|accepted| typ.eq_ignore_ascii_case(accepted)),
+    }
+}
+
+fn is_rfc9068_header_type(typ: Option<&str>) -> bool {
+    typ.is_some_and(|typ| {
+        typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
+    })
+}
+
+fn check_audience(config: &Config, aud: Option<&Value>) -> Result<(), Rejection> {
+    if config.audiences.is_empty() {
+        return Ok(());
+    }
+    let accepted = |value: &str| config.audiences.iter().any(|aud| aud == value);
+    match aud {
+        Some(Value::String(aud)) if accepted(aud) => Ok(()),
+        Some(Value::String(_)) | None => Err(Rejection::WrongAudience),
+        Some(Value::Array(list)) => {
+            let mut matched = false;
+            for item in list {
+                match item {
+                    Value::String(aud) => matched |= accepted(aud),
+                    _ => return Err(Rejection::Malformed(MalformedToken::ClaimType)),
+                }
+            }
+            if matched {
+                Ok(())
+            } else {
+                Err(Rejection::WrongAudience)
+            }
+        }
+        Some(_) => Err(Rejection::Malformed(MalformedToken::ClaimType)),
+    }
+}
+
+/// Keycloak marks access tokens with payload `typ: "Bearer"` (ID tokens `ID`, refresh tokens
+/// `Refresh`). A token without payload `typ` passes only if its header says `at+jwt`.
+fn check_payload_type(
+    config: &Config,
+    typ: Option<&Value>,
+    header_type: Option<&str>,
+) -> Result<(), Rejection> {
+    if config.token_types.is_empty() {
+        return Ok(());
+    }
+    match typ {
+        Some(Value::String(typ)) => {
+            if config
+                .token_types
+                .iter()
+                .any(|accepted| accepted.eq_ignore_ascii_case(typ))
+            {
+                Ok(())
+            } else {
+                Err(Rejection::WrongTokenType)
+            }
+        }
+        None if is_rfc9068_header_type(header_type) => Ok(()),
+        None => Err(Rejection::WrongTokenType),
+        Some(_) => Err(Rejection::Malformed(MalformedToken::ClaimType)),
+    }
+}
+
+fn check_times(config: &Config, claims: &Claims<ClaimSet>, now: i64) -> Result<(), Rejection> {
+    let now = chrono::DateTime::from_timestamp(now, 0).unwrap_or_default();
+    let skew = i64::try_from(config.clock_skew_seconds).unwrap_or(i64::MAX);
+    let options = TimeOptions::new(chrono::Duration::seconds(skew), move || now);
+    if config.verify_exp {
+        claims
+            .validate_expiration(&options)
+            .map_err(|err| match err {
+                ValidationError::NoClaim(_) => Rejection::MissingExpiration,
+                _ => Rejection::Expired,
+            })?;
+    }
+    if config.verify_nbf && claims.not_before.is_some() {
+        claims
+            .validate_maturity(&options)
+            .map_err(|_| Rejection::NotYetValid)?;
+    }
+    Ok(())
+}
+
+fn check_scopes(config: &Config, claims: &Map<String, Value>) -> Result<(), Rejection> {
+    if config.required_scopes.is_empty() {
+        return Ok(());
+    }
+    let mut granted: BTreeSet<&str> = BTreeSet::new();
+    let malformed = Rejection::Malformed(MalformedToken::ClaimType);
+    // `scope` (RFC 8693 / RFC 9068) is space-separated; `scp` is an array or a string.
+    for name in ["scope", "scp"] {
+        match claims.get(name) {
+            None => {}
+            Some(Value::String(list)) => granted.extend(list.split(' ').filter(|s| !s.is_empty())),
+            Some(Value::Array(items)) if name == "scp" => {
+                for item in items {
+                    granted.insert(item.as_str().ok_or_else(|| malformed.clone())?);
+                }
+            }
+            Some(_) => return Err(malformed),
+        }
+    }
+    if config
+        .required_scopes
+        .iter()
+        .all(|scope| granted.contains(scope.as_str()))
+    {
+        Ok(())
+    } else {
+        Err(Rejection::InsufficientScope)
+    }
+}
+
+fn forwarded_value(
+    rule: &ClaimHeader,
+    claims: &Claims<ClaimSet>,
+) -> Result<Option<String>, Rejection> {
+    let time_claim = match rule.claim.as_str() {
+        "exp" => Some(claims.expiration),
+        "nbf" => Some(claims.not_before),
+        "iat" => Some(claims.issued_at),
+        _ => None,
+    };
+    let value = match time_claim {
+        Some(time) => time.map(|t| t.timestamp().to_string()),
+        None => lookup_path(&claims.custom.0, &rule.claim_path).and_then(render_claim),
+    };
+    match value {
+        Some(value) if !is_safe_header_value(&value) => Err(Rejection::UnforwardableClaim),
+        other => Ok(other),
+    }
+}
+
+fn lookup_path<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let mut value = claims.get(first)?;
+    for segment in rest {
+        value = value.as_object()?.get(segment)?;
+    }
+    Some(value)
+}
+
+/// Strings as they are, arrays joined with a space, other values as compact JSON.
+fn render_claim(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        other => Some(other.to_string()),
+    }
+}
+
+/// No control characters (CR/LF would split headers; NUL truncates in some upstreams).
+fn is_safe_header_value(value: &str) -> bool {
+    value.len() <= MAX_FORWARDED_VALUE_BYTES && !value.chars().any(char::is_control)
+}
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;
