@@ -1,0 +1,10 @@
+//! Native stack runner, backend and load driver for tokengate.
+
+pub mod backend;
+pub mod envoy;
+pub mod http;
+pub mod jwks_server;
+pub mod paths;
+pub mod ports;
+pub mod process;
+pub mod render;
