@@ -68,6 +68,8 @@ pub struct Evaluation {
 pub struct Engine {
     config: Config,
     keys: KeySet,
+    /// The JWKS document behind `keys`, to recognise a refresh that changed nothing.
+    keys_document: Vec<u8>,
     cache: TokenCache<Rc<Verified>>,
 }
 
@@ -81,6 +83,7 @@ impl Engine {
         Engine {
             config,
             keys,
+            keys_document: Vec::new(),
             cache,
         }
     }
@@ -94,10 +97,15 @@ impl Engine {
     }
 
     /// Replaces the key set with a freshly fetched JWKS document. On error the previous keys
-    /// stay in place. Cached verdicts are dropped: a key may have been withdrawn.
+    /// stay in place. When the document changed, cached verdicts are dropped: a key may have
+    /// been withdrawn. An unchanged document (the usual periodic refresh) changes nothing.
     pub fn install_keys(&mut self, jwks: &[u8]) -> Result<Vec<SkippedKey>, JwksError> {
+        if !self.keys.is_empty() && self.keys_document == jwks {
+            return Ok(Vec::new());
+        }
         let (keys, skipped) = KeySet::parse(jwks, self.config.algorithms)?;
         self.keys = keys;
+        self.keys_document = jwks.to_vec();
         self.cache.clear();
         Ok(skipped)
     }
@@ -258,6 +266,16 @@ mod tests {
         // A broken key set leaves the current keys in place.
         assert!(engine.install_keys(b"{}").is_err());
         assert_eq!(engine.key_count(), 1);
+        // Re-installing the same document keeps the cache.
+        let rotated = format!(
+            "Bearer {}",
+            TokenSpec::access_token(Algorithm::Rs256, "b", ISSUER, "api", NOW)
+                .sign(&TestKey::rsa_b())
+        );
+        let req = request(&[("authorization", &rotated)]);
+        assert_eq!(engine.authenticate(&req, NOW).cache, CacheUse::Miss);
+        engine.install_keys(other.as_bytes()).unwrap();
+        assert_eq!(engine.authenticate(&req, NOW).cache, CacheUse::Hit);
     }
 
     #[test]

@@ -15,21 +15,30 @@ pub const MAX_RETRY_MS: u64 = 30_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FetchState {
+    /// When the last fetch was dispatched.
     pub last_attempt_ms: u64,
+    /// When the last fetch ended, successfully or not.
+    pub last_completed_ms: u64,
     pub last_success_ms: u64,
     pub last_kid_refetch_ms: u64,
     pub consecutive_failures: u32,
 }
 
-const STATE_LEN: usize = 28;
+const STATE_LEN: usize = 36;
 
 impl FetchState {
     pub fn encode(&self) -> [u8; STATE_LEN] {
         let mut out = [0u8; STATE_LEN];
-        out[0..8].copy_from_slice(&self.last_attempt_ms.to_le_bytes());
-        out[8..16].copy_from_slice(&self.last_success_ms.to_le_bytes());
-        out[16..24].copy_from_slice(&self.last_kid_refetch_ms.to_le_bytes());
-        out[24..28].copy_from_slice(&self.consecutive_failures.to_le_bytes());
+        let words = [
+            self.last_attempt_ms,
+            self.last_completed_ms,
+            self.last_success_ms,
+            self.last_kid_refetch_ms,
+        ];
+        for (chunk, word) in out.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        out[32..36].copy_from_slice(&self.consecutive_failures.to_le_bytes());
         out
     }
 
@@ -42,21 +51,24 @@ impl FetchState {
             u64::from_le_bytes(word)
         };
         let mut failures = [0u8; 4];
-        failures.copy_from_slice(&bytes[24..28]);
+        failures.copy_from_slice(&bytes[32..36]);
         Some(FetchState {
             last_attempt_ms: u64_at(0),
-            last_success_ms: u64_at(8),
-            last_kid_refetch_ms: u64_at(16),
+            last_completed_ms: u64_at(8),
+            last_success_ms: u64_at(16),
+            last_kid_refetch_ms: u64_at(24),
             consecutive_failures: u32::from_le_bytes(failures),
         })
     }
 
     pub fn record_success(&mut self, now_ms: u64) {
+        self.last_completed_ms = now_ms;
         self.last_success_ms = now_ms;
         self.consecutive_failures = 0;
     }
 
-    pub fn record_failure(&mut self) {
+    pub fn record_failure(&mut self, now_ms: u64) {
+        self.last_completed_ms = now_ms;
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
     }
 }
@@ -75,38 +87,41 @@ impl Schedule {
         }
     }
 
-    /// Minimum time between two attempts: never less than the timeout, so a fetch in flight
-    /// is not duplicated; after failures, an exponential backoff.
+    /// Delay after `failures` consecutive failures: exponential, capped.
     pub fn retry_delay_ms(&self, failures: u32) -> u64 {
-        let backoff = match failures {
+        match failures {
             0 => 0,
             n => FIRST_RETRY_MS
                 .saturating_mul(1u64 << (n - 1).min(16))
                 .min(MAX_RETRY_MS)
                 .min(self.refresh_ms),
-        };
-        backoff.max(self.timeout_ms)
+        }
     }
 
-    /// Whether a periodic fetch is due. `have_keys`: a key set was ever loaded.
+    /// A fetch was dispatched and has not ended. A worker that dispatched and then lost its
+    /// answer (the VM restarted) must not block fetching forever, hence the timeout bound.
+    pub fn fetch_in_flight(&self, state: &FetchState, now_ms: u64) -> bool {
+        state.last_attempt_ms > state.last_completed_ms
+            && now_ms.saturating_sub(state.last_attempt_ms) < self.timeout_ms + 1_000
+    }
+
+    /// Whether a periodic fetch is due. `have_keys`: this worker holds a key set.
     pub fn periodic_fetch_due(&self, state: &FetchState, have_keys: bool, now_ms: u64) -> bool {
-        let since_attempt = now_ms.saturating_sub(state.last_attempt_ms);
-        if state.last_attempt_ms != 0
-            && since_attempt < self.retry_delay_ms(state.consecutive_failures)
-        {
+        if self.fetch_in_flight(state, now_ms) {
             return false;
         }
-        !have_keys
-            || state.consecutive_failures > 0
-            || now_ms.saturating_sub(state.last_success_ms) >= self.refresh_ms
+        if state.consecutive_failures > 0 {
+            let since_completed = now_ms.saturating_sub(state.last_completed_ms);
+            return since_completed >= self.retry_delay_ms(state.consecutive_failures);
+        }
+        !have_keys || now_ms.saturating_sub(state.last_success_ms) >= self.refresh_ms
     }
 
     /// Whether a token with an unknown `kid` may trigger a fetch now.
     pub fn kid_refetch_allowed(&self, state: &FetchState, now_ms: u64) -> bool {
-        let since_kid_refetch = now_ms.saturating_sub(state.last_kid_refetch_ms);
-        let since_attempt = now_ms.saturating_sub(state.last_attempt_ms);
-        (state.last_kid_refetch_ms == 0 || since_kid_refetch >= KID_REFETCH_INTERVAL_MS)
-            && (state.last_attempt_ms == 0 || since_attempt >= self.timeout_ms)
+        !self.fetch_in_flight(state, now_ms)
+            && (state.last_kid_refetch_ms == 0
+                || now_ms.saturating_sub(state.last_kid_refetch_ms) >= KID_REFETCH_INTERVAL_MS)
     }
 }
 
@@ -138,6 +153,7 @@ mod tests {
     fn records_round_trip() {
         let state = FetchState {
             last_attempt_ms: 1,
+            last_completed_ms: 2,
             last_success_ms: u64::MAX,
             last_kid_refetch_ms: 3,
             consecutive_failures: 4,
@@ -161,22 +177,28 @@ mod tests {
     fn periodic_schedule_table() {
         let ok = FetchState {
             last_attempt_ms: 10_000,
-            last_success_ms: 10_000,
+            last_completed_ms: 10_100,
+            last_success_ms: 10_100,
+            ..FetchState::default()
+        };
+        let in_flight = FetchState {
+            last_attempt_ms: 10_000,
             ..FetchState::default()
         };
         let failing = |failures| FetchState {
             last_attempt_ms: 10_000,
+            last_completed_ms: 10_000,
             consecutive_failures: failures,
             ..FetchState::default()
         };
         let cases = [
-            (ok, true, 10_000 + 299_999, false),
-            (ok, true, 10_000 + 300_000, true),
-            // An attempt in flight is not duplicated.
-            (failing(0), false, 11_000, false),
-            (failing(0), false, 12_000, true),
-            (failing(1), false, 11_999, false),
-            (failing(1), false, 12_000, true),
+            (ok, true, 10_100 + 299_999, false),
+            (ok, true, 10_100 + 300_000, true),
+            // A fetch in flight is not duplicated, but one that never answered stops counting.
+            (in_flight, false, 12_999, false),
+            (in_flight, false, 13_000, true),
+            (failing(1), false, 10_999, false),
+            (failing(1), false, 11_000, true),
             (failing(3), false, 13_999, false),
             (failing(3), false, 14_000, true),
             (failing(10), false, 39_999, false),
@@ -197,7 +219,8 @@ mod tests {
     fn unknown_kid_refetch_is_rate_limited() {
         let mut state = FetchState {
             last_attempt_ms: 100_000,
-            last_success_ms: 100_000,
+            last_completed_ms: 100_050,
+            last_success_ms: 100_050,
             last_kid_refetch_ms: 100_000,
             consecutive_failures: 0,
         };
@@ -208,6 +231,14 @@ mod tests {
             !SCHEDULE.kid_refetch_allowed(&state, 130_000),
             "fetch in flight"
         );
+        // Right after the start-up fetch completed, a new kid may refetch at once.
+        let fresh = FetchState {
+            last_attempt_ms: 1_000,
+            last_completed_ms: 1_100,
+            last_success_ms: 1_100,
+            ..FetchState::default()
+        };
+        assert!(SCHEDULE.kid_refetch_allowed(&fresh, 1_200));
         assert!(SCHEDULE.kid_refetch_allowed(&FetchState::default(), 1));
     }
 }

@@ -48,6 +48,10 @@ pub fn extract<'a>(
     if token.is_empty() {
         return Err(Rejection::InvalidRequest(RequestProblem::EmptyToken));
     }
+    // Repeated headers may reach the filter joined into one value with commas.
+    if token.contains(&b',') {
+        return Err(Rejection::InvalidRequest(RequestProblem::MultipleTokens));
+    }
     if !is_b64token(token) {
         return Err(Rejection::InvalidRequest(RequestProblem::InvalidCharacters));
     }
@@ -241,6 +245,10 @@ mod tests {
                 Err(Rejection::InvalidRequest(MultipleTokens)),
             ),
             (vec![("x-other", "Bearer abc")], Ok(None)),
+            (
+                vec![("authorization", "Bearer a,Bearer b")],
+                Err(Rejection::InvalidRequest(MultipleTokens)),
+            ),
         ];
         for (pairs, expected) in cases {
             let list = headers(&pairs);

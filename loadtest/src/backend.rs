@@ -84,7 +84,7 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     let reply = serde_json::json!({
         "ok": true,
         "method": parts.method.as_str(),
-        "path": parts.uri.path(),
+        "path": parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
         "identity": identity,
     });
     let mut response = Response::new(Full::new(Bytes::from(reply.to_string())));

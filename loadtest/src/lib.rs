@@ -8,3 +8,4 @@ pub mod paths;
 pub mod ports;
 pub mod process;
 pub mod render;
+pub mod stack;

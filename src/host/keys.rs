@@ -105,7 +105,7 @@ pub fn start_periodic_fetch(worker: &mut Worker, now: Now) -> Option<u32> {
         }
         due
     })?;
-    dispatch(worker)
+    dispatch(worker, now)
 }
 
 /// For a token with an unknown `kid`: dispatches a refetch from the current request context
@@ -127,10 +127,10 @@ pub fn start_kid_refetch(worker: &mut Worker, now: Now) -> bool {
         return false;
     }
     worker.metrics.increment(Counter::JwksKidRefetch);
-    dispatch(worker).is_some()
+    dispatch(worker, now).is_some()
 }
 
-fn dispatch(worker: &mut Worker) -> Option<u32> {
+fn dispatch(worker: &mut Worker, now: Now) -> Option<u32> {
     let remote = worker.remote.as_ref()?;
     let spec = &remote.spec;
     let headers = vec![
@@ -153,7 +153,7 @@ fn dispatch(worker: &mut Worker) -> Option<u32> {
                 "tokengate: cannot call cluster {} for the JWKS: {status:?}",
                 spec.cluster
             );
-            record_failure(worker);
+            record_failure(worker, now);
             None
         }
     }
@@ -172,7 +172,7 @@ pub fn finish_fetch(worker: &mut Worker, response: CallResponse, now: Now) {
             log::warn!(
                 "tokengate: JWKS fetch from {source} failed ({status}); keeping the current keys"
             );
-            record_failure(worker);
+            record_failure(worker, now);
             return;
         }
     };
@@ -187,7 +187,7 @@ pub fn finish_fetch(worker: &mut Worker, response: CallResponse, now: Now) {
         }
         Err(err) => {
             log::warn!("tokengate: JWKS from {source} rejected: {err}; keeping the current keys");
-            record_failure(worker);
+            record_failure(worker, now);
         }
     }
 }
@@ -209,11 +209,11 @@ fn publish(worker: &mut Worker, now: Now, jwks: &[u8]) {
     });
 }
 
-fn record_failure(worker: &mut Worker) {
+fn record_failure(worker: &mut Worker, now: Now) {
     worker.metrics.increment(Counter::JwksFetchFailure);
     if let Some(remote) = worker.remote.as_ref() {
         update_state(remote, |state| {
-            state.record_failure();
+            state.record_failure(now.millis);
             true
         });
     }

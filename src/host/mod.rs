@@ -16,9 +16,8 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
 use crate::config;
-use crate::engine::{Decision, Engine};
+use crate::engine::{Admission, Decision, Engine};
 use crate::rejection::{DenyResponse, Rejection, ResponseContext, deny_response};
-use crate::token_source::HeaderList;
 
 use keys::RemoteKeys;
 use metrics::Metrics;
@@ -180,31 +179,33 @@ impl Request {
     ) -> Outcome {
         let now = now();
         let mut worker = worker.borrow_mut();
-        let mut rejection = match evaluate(&mut worker, &headers, now) {
-            None => return Outcome::Forward,
-            Some(rejection) => rejection,
-        };
+        let mut evaluation = worker.engine.authenticate(&headers, now.seconds);
         let key_problem = matches!(
-            rejection,
-            Rejection::UnknownKey | Rejection::KeysUnavailable
+            evaluation.decision,
+            Decision::Deny(Rejection::UnknownKey | Rejection::KeysUnavailable)
         );
         if key_problem && worker.remote.is_some() {
             // Another worker may already have fetched newer keys into shared data.
             if keys::sync_from_shared(&mut worker) {
-                rejection = match evaluate(&mut worker, &headers, now) {
-                    None => return Outcome::Forward,
-                    Some(rejection) => rejection,
-                };
+                evaluation = worker.engine.authenticate(&headers, now.seconds);
             }
             if may_fetch
-                && rejection == Rejection::UnknownKey
+                && evaluation.decision == Decision::Deny(Rejection::UnknownKey)
                 && keys::start_kid_refetch(&mut worker, now)
             {
                 self.paused_headers = Some(headers);
                 return Outcome::WaitForKeys;
             }
         }
-        Outcome::Reply(rejection)
+        worker.metrics.record_cache(evaluation.cache);
+        match evaluation.decision {
+            Decision::Allow(admission) => {
+                apply_updates(&worker, &admission);
+                worker.metrics.record_allowed();
+                Outcome::Forward
+            }
+            Decision::Deny(rejection) => Outcome::Reply(rejection),
+        }
     }
 
     fn reply(&self, rejection: &Rejection) {
@@ -249,30 +250,21 @@ fn send(response: &DenyResponse) {
     }
 }
 
-/// Runs the engine and applies an admission's header changes. Returns the rejection, if any.
-fn evaluate(worker: &mut Worker, headers: &HeaderList, now: Now) -> Option<Rejection> {
-    let evaluation = worker.engine.authenticate(headers, now.seconds);
-    worker.metrics.record_cache(evaluation.cache);
-    match evaluation.decision {
-        Decision::Allow(admission) => {
-            admission.for_each_update(worker.engine.config(), |name, value| {
-                let result = match value {
-                    Some(value) => hostcalls::set_map_value_bytes(
-                        MapType::HttpRequestHeaders,
-                        name,
-                        Some(value.as_bytes()),
-                    ),
-                    None => hostcalls::remove_map_value(MapType::HttpRequestHeaders, name),
-                };
-                if let Err(status) = result {
-                    log::warn!("tokengate: cannot update header {name}: {status:?}");
-                }
-            });
-            worker.metrics.record_allowed();
-            None
+/// Sets the forwarded claim headers and removes the token, as the admission says.
+fn apply_updates(worker: &Worker, admission: &Admission) {
+    admission.for_each_update(worker.engine.config(), |name, value| {
+        let result = match value {
+            Some(value) => hostcalls::set_map_value_bytes(
+                MapType::HttpRequestHeaders,
+                name,
+                Some(value.as_bytes()),
+            ),
+            None => hostcalls::remove_map_value(MapType::HttpRequestHeaders, name),
+        };
+        if let Err(status) = result {
+            log::warn!("tokengate: cannot update header {name}: {status:?}");
         }
-        Decision::Deny(rejection) => Some(rejection),
-    }
+    });
 }
 
 impl Context for Request {

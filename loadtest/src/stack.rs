@@ -1,0 +1,139 @@
+//! Bringing up a gateway natively: render its template for 127.0.0.1 and free ports, start
+//! Envoy on it, wait until it is ready.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::envoy::{Envoy, EnvoyOptions};
+use crate::ports::free_port;
+use crate::render::{self, Topology};
+
+/// What to run: a gateway template, optionally with its plugin configuration patched.
+#[derive(Debug, Clone)]
+pub struct GatewaySpec {
+    pub gateway: String,
+    /// RFC 7386 merge patch applied to the tokengate plugin configuration.
+    pub plugin_patch: Option<Value>,
+    /// Envoy worker threads.
+    pub concurrency: u32,
+    /// `--component-log-level`, e.g. `wasm:debug`.
+    pub component_log_level: Option<String>,
+}
+
+impl GatewaySpec {
+    pub fn new(gateway: &str) -> GatewaySpec {
+        GatewaySpec {
+            gateway: gateway.to_owned(),
+            plugin_patch: None,
+            concurrency: 1,
+            component_log_level: None,
+        }
+    }
+
+    pub fn patch(mut self, patch: Value) -> GatewaySpec {
+        self.plugin_patch = Some(patch);
+        self
+    }
+
+    pub fn concurrency(mut self, workers: u32) -> GatewaySpec {
+        self.concurrency = workers;
+        self
+    }
+}
+
+pub struct RunningGateway {
+    pub envoy: Envoy,
+    pub config_path: PathBuf,
+    pub topology: Topology,
+}
+
+impl RunningGateway {
+    pub fn url(&self, path: &str) -> String {
+        self.envoy.listen_url(path)
+    }
+}
+
+/// A gateway rendered to a file, not started.
+pub struct RenderedGateway {
+    pub config_path: PathBuf,
+    pub topology: Topology,
+}
+
+/// Renders `spec` for a native run against the given backend and IdP ports.
+pub fn render_native(
+    dir: &Path,
+    spec: &GatewaySpec,
+    backend_port: u16,
+    idp_port: u16,
+) -> Result<RenderedGateway> {
+    let wasm = crate::paths::wasm_path()?;
+    let mut topology = Topology::native(
+        free_port()?,
+        free_port()?,
+        backend_port,
+        idp_port,
+        wasm.display().to_string(),
+    );
+    topology.wasm_runtime = crate::paths::wasm_runtime();
+    let envoy_dir = crate::paths::repo_root().join("envoy");
+    let text = render::render_gateway(
+        &envoy_dir,
+        &spec.gateway,
+        &topology,
+        spec.plugin_patch.as_ref(),
+    )
+    .with_context(|| format!("rendering gateway {}", spec.gateway))?;
+    let config_path = render::write_rendered(dir, &spec.gateway, &text)?;
+    Ok(RenderedGateway {
+        config_path,
+        topology,
+    })
+}
+
+fn envoy_options(spec: &GatewaySpec) -> Result<EnvoyOptions> {
+    let mut options = EnvoyOptions::from_paths()?;
+    options.concurrency = spec.concurrency;
+    options.component_log_level = spec.component_log_level.clone();
+    Ok(options)
+}
+
+/// Renders and starts a gateway; returns once Envoy is ready.
+pub fn start_gateway(
+    dir: &Path,
+    spec: &GatewaySpec,
+    backend_port: u16,
+    idp_port: u16,
+) -> Result<RunningGateway> {
+    let rendered = render_native(dir, spec, backend_port, idp_port)?;
+    let envoy = Envoy::start(
+        &rendered.config_path,
+        rendered.topology.admin_port,
+        rendered.topology.listen_port,
+        &envoy_options(spec)?,
+        dir,
+    )?;
+    Ok(RunningGateway {
+        envoy,
+        config_path: rendered.config_path,
+        topology: rendered.topology,
+    })
+}
+
+/// Renders and starts a gateway that must refuse to start; returns Envoy's log.
+pub fn start_gateway_expecting_refusal(
+    dir: &Path,
+    spec: &GatewaySpec,
+    backend_port: u16,
+    idp_port: u16,
+) -> Result<String> {
+    let rendered = render_native(dir, spec, backend_port, idp_port)?;
+    Envoy::start_expecting_refusal(
+        &rendered.config_path,
+        &envoy_options(spec)?,
+        dir,
+        Duration::from_secs(30),
+    )
+}

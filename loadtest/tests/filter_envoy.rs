@@ -1,0 +1,695 @@
+//! The built tokengate.wasm inside real Envoy, with the backend and a local JWKS server as
+//! child processes on free ports. Every outcome is checked on the wire (status,
+//! `WWW-Authenticate`, forwarded headers) and in Envoy's `/stats`.
+//!
+//! Needs `target/wasm32-wasip1/release/tokengate.wasm` and Envoy (see `scripts/setup`); the
+//! suite fails, not skips, when they are missing.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Result, bail};
+use loadtest::backend;
+use loadtest::http::{self, Response};
+use loadtest::jwks_server::JwksServer;
+use loadtest::process::ManagedProcess;
+use loadtest::stack::{
+    GatewaySpec, RunningGateway, start_gateway, start_gateway_expecting_refusal,
+};
+use serde_json::{Value, json};
+use tokengate::algorithm::Algorithm;
+use tokengate::testkit::{TestKey, TokenSpec, jwks, sign_raw, tamper_signature};
+
+const CERTS: &str = "/realms/tokengate/protocol/openid-connect/certs";
+const AUDIENCE: &str = "tokengate-api";
+const SUB: &str = "f3b6c1de-8c2a-4a43-9a8e-3c5f0d1a2b3c";
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// The IdP's published key set: the signing keys plus, like Keycloak, an encryption key that
+/// must be ignored, and a weak key that must be refused.
+fn published_keys(extra: &[Value]) -> String {
+    let mut enc = TestKey::rsa_b().public_jwk("enc-key", Some("RSA-OAEP"));
+    enc["use"] = "enc".into();
+    let mut keys = vec![
+        TestKey::rsa_a().public_jwk("k1", Some("RS256")),
+        TestKey::p256().public_jwk("ec1", Some("ES256")),
+        enc,
+        TestKey::rsa_weak().public_jwk("weak", Some("RS256")),
+    ];
+    keys.extend_from_slice(extra);
+    jwks(&keys).to_string()
+}
+
+struct Fixture {
+    _dir: PathBuf,
+    _backend: ManagedProcess,
+    idp: JwksServer,
+    gateway: RunningGateway,
+}
+
+impl Fixture {
+    fn start(spec: GatewaySpec) -> Result<Fixture> {
+        Self::start_with(spec, true)
+    }
+
+    /// `idp_up = false` starts Envoy while the JWKS server does not listen yet.
+    fn start_with(spec: GatewaySpec, idp_up: bool) -> Result<Fixture> {
+        let dir = loadtest::paths::run_dir(&format!("e2e-{}", spec.gateway));
+        let (backend, backend_addr) = backend::spawn(&dir, "backend", 1)?;
+        let mut idp = JwksServer::reserve()?;
+        idp.set_response(CERTS, 200, published_keys(&[]));
+        if idp_up {
+            idp.start()?;
+        }
+        let gateway = start_gateway(&dir, &spec, backend_addr.port(), idp.port())?;
+        Ok(Fixture {
+            _dir: dir,
+            _backend: backend,
+            idp,
+            gateway,
+        })
+    }
+
+    fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}/realms/tokengate", self.idp.port())
+    }
+
+    fn token(&self) -> TokenSpec {
+        TokenSpec::access_token(Algorithm::Rs256, "k1", &self.issuer(), AUDIENCE, unix_now())
+    }
+
+    fn valid_token(&self) -> String {
+        self.token().sign(&TestKey::rsa_a())
+    }
+
+    async fn get(&self, headers: &[(&str, &str)]) -> Result<Response> {
+        http::get(&self.gateway.url("/orders/42?page=1"), headers).await
+    }
+
+    async fn get_bearer(&self, token: &str) -> Result<Response> {
+        let value = format!("Bearer {token}");
+        self.get(&[("authorization", &value)]).await
+    }
+
+    async fn stat(&self, name: &str) -> Result<u64> {
+        self.gateway.envoy.stat(&format!("wasmcustom.{name}")).await
+    }
+
+    async fn wait_for_keys(&self) -> Result<()> {
+        self.gateway
+            .envoy
+            .wait_for_stat(
+                "wasmcustom.tokengate.jwks.keys_loaded",
+                1,
+                Duration::from_secs(20),
+            )
+            .await
+            .map(|_| ())
+    }
+}
+
+fn challenge(response: &Response) -> Option<&str> {
+    response.header("www-authenticate")
+}
+
+fn invalid_token_challenge(description: &str) -> String {
+    format!(
+        "Bearer realm=\"tokengate\", error=\"invalid_token\", error_description=\"{description}\""
+    )
+}
+
+/// Sends one request and checks status, challenge and that exactly one `denied.<reason>`
+/// (or `allowed`) increment happened.
+async fn expect(
+    fixture: &Fixture,
+    case: &str,
+    headers: &[(&str, &str)],
+    status: u16,
+    www_authenticate: Option<&str>,
+    metric: &str,
+) -> Result<Response> {
+    let before = fixture.stat(metric).await?;
+    let response = fixture.get(headers).await?;
+    let after = fixture.stat(metric).await?;
+    if response.status != status {
+        bail!(
+            "{case}: status {} (expected {status}): {}",
+            response.status,
+            response.text()
+        );
+    }
+    if challenge(&response) != www_authenticate {
+        bail!(
+            "{case}: WWW-Authenticate {:?} (expected {www_authenticate:?})",
+            challenge(&response)
+        );
+    }
+    if after != before + 1 {
+        bail!("{case}: {metric} went from {before} to {after}");
+    }
+    if status != 200 {
+        let body = response.json()?;
+        if !body["error"].is_string() || !body["error_description"].is_string() {
+            bail!("{case}: body {body}");
+        }
+    }
+    Ok(response)
+}
+
+#[tokio::test]
+async fn every_outcome_has_its_status_challenge_and_metric() -> Result<()> {
+    let fixture = Fixture::start(GatewaySpec::new("jwt"))?;
+    fixture.wait_for_keys().await?;
+    let issuer = fixture.issuer();
+    let now = unix_now();
+    let token = |spec: TokenSpec| spec.sign(&TestKey::rsa_a());
+    let bearer = |token: String| format!("Bearer {token}");
+
+    // Allowed: the identity reaches the backend, client-supplied identity headers do not.
+    let valid = fixture.valid_token();
+    let response = expect(
+        &fixture,
+        "valid",
+        &[
+            ("authorization", &bearer(valid.clone())),
+            ("x-jwt-sub", "admin"),
+            ("x-jwt-roles", "admin"),
+        ],
+        200,
+        None,
+        "tokengate.allowed",
+    )
+    .await?;
+    let echoed = response.json()?;
+    assert_eq!(echoed["identity"]["x-jwt-sub"], SUB);
+    assert_eq!(echoed["identity"]["x-jwt-roles"], "offline_access user");
+    assert_eq!(echoed["identity"]["x-jwt-client"], "tokengate-loadtest");
+    assert_eq!(echoed["identity"]["x-jwt-scope"], "openid profile email");
+    assert_eq!(echoed["identity"]["authorization"], bearer(valid.clone()));
+
+    let es256 = TokenSpec::access_token(Algorithm::Es256, "ec1", &issuer, AUDIENCE, now)
+        .sign(&TestKey::p256());
+    expect(
+        &fixture,
+        "ES256",
+        &[("authorization", &bearer(es256))],
+        200,
+        None,
+        "tokengate.allowed",
+    )
+    .await?;
+
+    let bare = "Bearer realm=\"tokengate\"";
+    expect(
+        &fixture,
+        "no credentials",
+        &[],
+        401,
+        Some(bare),
+        "tokengate.denied.missing",
+    )
+    .await?;
+    expect(
+        &fixture,
+        "basic auth",
+        &[("authorization", "Basic dXNlcjpwYXNz")],
+        401,
+        Some(bare),
+        "tokengate.denied.missing",
+    )
+    .await?;
+
+    let invalid_request = |description: &str| {
+        format!(
+            "Bearer realm=\"tokengate\", error=\"invalid_request\", error_description=\"{description}\""
+        )
+    };
+    expect(
+        &fixture,
+        "two tokens",
+        &[
+            ("authorization", &bearer(valid.clone())),
+            ("authorization", &bearer(valid.clone())),
+        ],
+        400,
+        Some(&invalid_request("The request carries more than one token")),
+        "tokengate.denied.invalid_request",
+    )
+    .await?;
+    expect(
+        &fixture,
+        "scheme without token",
+        &[("authorization", "Bearer")],
+        400,
+        Some(&invalid_request(
+            "The authorization scheme is not followed by a token",
+        )),
+        "tokengate.denied.invalid_request",
+    )
+    .await?;
+
+    let cases: Vec<(&str, String, &str, &str)> = vec![
+        (
+            "too large",
+            token(fixture.token().claim("pad", "x".repeat(9000))),
+            "tokengate.denied.too_large",
+            "The token is too large",
+        ),
+        (
+            "not a JWT",
+            "not-a-jwt".to_owned(),
+            "tokengate.denied.malformed",
+            "The token is malformed",
+        ),
+        (
+            "JWE",
+            "a.b.c.d.e".to_owned(),
+            "tokengate.denied.malformed",
+            "Encrypted tokens (JWE) are not accepted",
+        ),
+        (
+            "crit",
+            token(fixture.token().header("crit", json!(["exp"]))),
+            "tokengate.denied.malformed",
+            "The token requires unsupported header extensions",
+        ),
+        (
+            "payload not an object",
+            sign_raw(
+                r#"{"alg":"RS256","kid":"k1"}"#,
+                "[]",
+                &TestKey::rsa_a(),
+                Algorithm::Rs256,
+            ),
+            "tokengate.denied.malformed",
+            "The token claims are malformed",
+        ),
+        (
+            "alg none",
+            fixture
+                .token()
+                .header("alg", "none")
+                .with_signature_segment(""),
+            "tokengate.denied.algorithm",
+            "The token signing algorithm is not allowed",
+        ),
+        (
+            "alg HS256",
+            fixture
+                .token()
+                .header("alg", "HS256")
+                .with_signature_segment("c2ln"),
+            "tokengate.denied.algorithm",
+            "The token signing algorithm is not allowed",
+        ),
+        (
+            "bad signature",
+            tamper_signature(&fixture.valid_token()),
+            "tokengate.denied.bad_signature",
+            "The token signature is invalid",
+        ),
+        (
+            "signed by the enc key",
+            token(fixture.token().header("kid", "enc-key")),
+            "tokengate.denied.unknown_kid",
+            "The token signing key is unknown",
+        ),
+        (
+            "weak key",
+            token(fixture.token().header("kid", "weak")),
+            "tokengate.denied.unknown_kid",
+            "The token signing key is unknown",
+        ),
+        (
+            "missing exp",
+            token(fixture.token().without_claim("exp")),
+            "tokengate.denied.missing_exp",
+            "The token has no expiration time",
+        ),
+        (
+            "expired",
+            token(fixture.token().claim("exp", now - 120)),
+            "tokengate.denied.expired",
+            "The token expired",
+        ),
+        (
+            "not yet valid",
+            token(fixture.token().claim("nbf", now + 120)),
+            "tokengate.denied.not_yet_valid",
+            "The token is not valid yet",
+        ),
+        (
+            "wrong issuer",
+            token(
+                fixture
+                    .token()
+                    .claim("iss", "http://evil.example/realms/tokengate"),
+            ),
+            "tokengate.denied.issuer",
+            "The token issuer is not accepted",
+        ),
+        (
+            "wrong audience",
+            token(fixture.token().claim("aud", "account")),
+            "tokengate.denied.audience",
+            "The token audience is not accepted",
+        ),
+        (
+            "ID token",
+            token(fixture.token().claim("typ", "ID")),
+            "tokengate.denied.token_type",
+            "The token is not an access token",
+        ),
+        (
+            "refresh token",
+            token(fixture.token().claim("typ", "Refresh")),
+            "tokengate.denied.token_type",
+            "The token is not an access token",
+        ),
+        (
+            "header injection via claim",
+            token(fixture.token().claim("sub", "x\r\nx-admin: true")),
+            "tokengate.denied.claim_value",
+            "A token claim cannot be forwarded",
+        ),
+    ];
+    for (case, token, metric, description) in cases {
+        expect(
+            &fixture,
+            case,
+            &[("authorization", &bearer(token))],
+            401,
+            Some(&invalid_token_challenge(description)),
+            metric,
+        )
+        .await?;
+    }
+    // Nothing about a token ever reaches Envoy's log.
+    let log = fixture.gateway.envoy.log_contents();
+    assert!(!log.contains(&valid), "the token leaked into the log");
+    Ok(())
+}
+
+#[tokio::test]
+async fn verified_tokens_are_cached() -> Result<()> {
+    let fixture = Fixture::start(GatewaySpec::new("jwt"))?;
+    fixture.wait_for_keys().await?;
+    let token = fixture.valid_token();
+    let hits = fixture.stat("tokengate.cache.hit").await?;
+    let misses = fixture.stat("tokengate.cache.miss").await?;
+    for _ in 0..5 {
+        assert_eq!(fixture.get_bearer(&token).await?.status, 200);
+    }
+    assert_eq!(fixture.stat("tokengate.cache.miss").await?, misses + 1);
+    assert_eq!(fixture.stat("tokengate.cache.hit").await?, hits + 4);
+    // A cached token with a tampered signature is a different token: no hit.
+    let response = fixture.get_bearer(&tamper_signature(&token)).await?;
+    assert_eq!(response.status, 401);
+    assert_eq!(fixture.stat("tokengate.cache.hit").await?, hits + 4);
+    Ok(())
+}
+
+#[tokio::test]
+async fn scopes_are_enforced_with_403() -> Result<()> {
+    let fixture = Fixture::start(
+        GatewaySpec::new("jwt").patch(json!({"required_scopes": ["email", "orders:read"]})),
+    )?;
+    fixture.wait_for_keys().await?;
+    let lacking = fixture.valid_token();
+    let scope_challenge = "Bearer realm=\"tokengate\", error=\"insufficient_scope\", \
+         error_description=\"The token lacks a required scope\", scope=\"email orders:read\"";
+    let header = format!("Bearer {lacking}");
+    expect(
+        &fixture,
+        "lacking scope",
+        &[("authorization", &header)],
+        403,
+        Some(scope_challenge),
+        "tokengate.denied.scope",
+    )
+    .await?;
+    let granted = fixture
+        .token()
+        .claim("scope", "email orders:read")
+        .sign(&TestKey::rsa_a());
+    let header = format!("Bearer {granted}");
+    expect(
+        &fixture,
+        "granted",
+        &[("authorization", &header)],
+        200,
+        None,
+        "tokengate.allowed",
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_misconfigured_gateway_lets_expired_tokens_through() -> Result<()> {
+    let fixture = Fixture::start(GatewaySpec::new("jwt-no-exp"))?;
+    fixture.wait_for_keys().await?;
+    assert_eq!(
+        fixture.stat("tokengate.config.exp_check_disabled").await?,
+        1
+    );
+    let expired = fixture
+        .token()
+        .claim("exp", unix_now() - 3600)
+        .sign(&TestKey::rsa_a());
+    let header = format!("Bearer {expired}");
+    expect(
+        &fixture,
+        "expired",
+        &[("authorization", &header)],
+        200,
+        None,
+        "tokengate.allowed",
+    )
+    .await?;
+    assert!(
+        fixture
+            .gateway
+            .envoy
+            .log_contents()
+            .contains("expired tokens will be accepted"),
+        "the start-up warning is missing"
+    );
+    // The signature is still checked.
+    let forged = tamper_signature(&expired);
+    assert_eq!(fixture.get_bearer(&forged).await?.status, 401);
+    Ok(())
+}
+
+#[tokio::test]
+async fn token_sources_and_stripping() -> Result<()> {
+    let fixture = Fixture::start(GatewaySpec::new("jwt").patch(json!({
+        "forward": {"strip_authorization": true}
+    })))?;
+    fixture.wait_for_keys().await?;
+    let response = fixture.get_bearer(&fixture.valid_token()).await?;
+    assert_eq!(response.status, 200);
+    let echoed = response.json()?;
+    assert!(
+        echoed["identity"].get("authorization").is_none(),
+        "{echoed}"
+    );
+    assert_eq!(echoed["identity"]["x-jwt-sub"], SUB);
+
+    let query = Fixture::start(GatewaySpec::new("jwt").patch(json!({
+        "token_source": {"query": "access_token"},
+        "forward": {"strip_authorization": true},
+    })))?;
+    query.wait_for_keys().await?;
+    let url = query
+        .gateway
+        .url(&format!("/search?q=1&access_token={}", query.valid_token()));
+    let response = http::get(&url, &[]).await?;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()?["path"], "/search?q=1");
+    let url = query.gateway.url("/search?access_token=a&access_token=b");
+    assert_eq!(http::get(&url, &[]).await?.status, 400);
+
+    let cookie = Fixture::start(GatewaySpec::new("jwt").patch(json!({
+        "token_source": {"cookie": "session"},
+    })))?;
+    cookie.wait_for_keys().await?;
+    let value = format!("theme=dark; session={}", cookie.valid_token());
+    let response = cookie.get(&[("cookie", &value)]).await?;
+    assert_eq!(response.status, 200, "{}", response.text());
+    Ok(())
+}
+
+#[tokio::test]
+async fn key_rotation_is_picked_up_by_refetch_on_unknown_kid() -> Result<()> {
+    let fixture = Fixture::start(GatewaySpec::new("jwt"))?;
+    fixture.wait_for_keys().await?;
+    let fetches = fixture.idp.request_count(CERTS);
+    // The IdP rotates: a new key appears, and tokens signed with it arrive at once.
+    fixture.idp.set_response(
+        CERTS,
+        200,
+        published_keys(&[TestKey::rsa_b().public_jwk("k2", Some("RS256"))]),
+    );
+    let rotated = fixture.token().header("kid", "k2").sign(&TestKey::rsa_b());
+    let header = format!("Bearer {rotated}");
+    expect(
+        &fixture,
+        "new kid",
+        &[("authorization", &header)],
+        200,
+        None,
+        "tokengate.allowed",
+    )
+    .await?;
+    assert_eq!(fixture.idp.request_count(CERTS), fetches + 1);
+    assert_eq!(fixture.stat("tokengate.jwks.kid_refetch").await?, 1);
+
+    // Another unknown kid within 30 s is refused without hammering the IdP.
+    let unknown = fixture.token().header("kid", "k3").sign(&TestKey::rsa_b());
+    let header = format!("Bearer {unknown}");
+    expect(
+        &fixture,
+        "rate-limited unknown kid",
+        &[("authorization", &header)],
+        401,
+        Some(&invalid_token_challenge("The token signing key is unknown")),
+        "tokengate.denied.unknown_kid",
+    )
+    .await?;
+    assert_eq!(fixture.idp.request_count(CERTS), fetches + 1);
+    assert_eq!(fixture.stat("tokengate.jwks.kid_refetch").await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn idp_down_at_start_gives_503_then_recovers() -> Result<()> {
+    let mut fixture = Fixture::start_with(GatewaySpec::new("jwt"), false)?;
+    let token = fixture.valid_token();
+    let header = format!("Bearer {token}");
+    let response = expect(
+        &fixture,
+        "no keys yet",
+        &[("authorization", &header)],
+        503,
+        None,
+        "tokengate.denied.keys_unavailable",
+    )
+    .await?;
+    assert_eq!(response.header("retry-after"), Some("5"));
+    // Garbage is still garbage: a 401, not a 503.
+    assert_eq!(fixture.get_bearer("garbage").await?.status, 401);
+    fixture
+        .gateway
+        .envoy
+        .wait_for_stat(
+            "wasmcustom.tokengate.jwks.fetch_failure",
+            1,
+            Duration::from_secs(10),
+        )
+        .await?;
+
+    fixture.idp.start()?;
+    fixture.wait_for_keys().await?;
+    assert_eq!(fixture.get_bearer(&token).await?.status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn failed_refresh_keeps_the_last_good_keys() -> Result<()> {
+    let mut fixture = Fixture::start(
+        GatewaySpec::new("jwt").patch(json!({"jwks": {"remote": {"refresh_seconds": 10}}})),
+    )?;
+    fixture.wait_for_keys().await?;
+    let token = fixture.valid_token();
+    assert_eq!(fixture.get_bearer(&token).await?.status, 200);
+    // The IdP starts serving garbage, then disappears.
+    fixture
+        .idp
+        .set_response(CERTS, 200, "{\"keys\": \"nope\"}".to_owned());
+    fixture
+        .gateway
+        .envoy
+        .wait_for_stat(
+            "wasmcustom.tokengate.jwks.fetch_failure",
+            1,
+            Duration::from_secs(30),
+        )
+        .await?;
+    fixture.idp.stop();
+    let failures = fixture.stat("tokengate.jwks.fetch_failure").await?;
+    fixture
+        .gateway
+        .envoy
+        .wait_for_stat(
+            "wasmcustom.tokengate.jwks.fetch_failure",
+            failures + 1,
+            Duration::from_secs(30),
+        )
+        .await?;
+    // A fresh token (no cache entry) still validates against the kept keys.
+    let fresh = fixture
+        .token()
+        .claim("jti", "fresh")
+        .sign(&TestKey::rsa_a());
+    assert_eq!(fixture.get_bearer(&fresh).await?.status, 200);
+    assert_eq!(fixture.stat("tokengate.jwks.keys_loaded").await?, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn workers_share_one_key_set() -> Result<()> {
+    let fixture = Fixture::start(GatewaySpec::new("jwt").concurrency(2))?;
+    fixture.wait_for_keys().await?;
+    // Let every worker tick a few times; they must take the shared copy, not fetch their own.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let fetches = fixture.idp.request_count(CERTS);
+    assert!(
+        (1..=2).contains(&fetches),
+        "{fetches} fetches for 2 workers"
+    );
+    let started = Instant::now();
+    for i in 0..20 {
+        let token = fixture
+            .token()
+            .claim("jti", format!("t{i}"))
+            .sign(&TestKey::rsa_a());
+        assert_eq!(fixture.get_bearer(&token).await?.status, 200);
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(fixture.idp.request_count(CERTS), fetches);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_configuration_stops_envoy_and_names_the_field() -> Result<()> {
+    let dir = loadtest::paths::run_dir("e2e-bad-config");
+    let cases = [
+        (json!({"audiences": 5}), "field `audiences`"),
+        (
+            json!({"claims_to_verfy": ["exp"]}),
+            "field `claims_to_verfy`",
+        ),
+        (json!({"mode": "introspect"}), "field `mode`"),
+        (json!({"algorithms": ["none"]}), "field `algorithms[0]`"),
+        (
+            json!({"jwks": {"remote": {"path": "certs"}}}),
+            "field `jwks.remote.path`",
+        ),
+    ];
+    for (patch, expected) in cases {
+        let spec = GatewaySpec::new("jwt").patch(patch.clone());
+        let log = start_gateway_expecting_refusal(&dir, &spec, 9, 9)?;
+        assert!(
+            log.contains(&format!("tokengate: invalid configuration: {expected}")),
+            "{patch}: log does not name the field:\n{log}"
+        );
+    }
+    Ok(())
+}
