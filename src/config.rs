@@ -19,6 +19,12 @@ pub const DEFAULT_CACHE_ENTRIES: usize = 4096;
 pub const DEFAULT_RETRY_AFTER_SECONDS: u32 = 5;
 pub const DEFAULT_JWKS_REFRESH_SECONDS: u64 = 300;
 pub const DEFAULT_JWKS_TIMEOUT_MS: u64 = 2000;
+pub const DEFAULT_INTROSPECTION_TIMEOUT_MS: u64 = 2000;
+pub const DEFAULT_INTROSPECTION_CACHE_TTL_SECONDS: u64 = 30;
+pub const DEFAULT_INTROSPECTION_NEGATIVE_TTL_SECONDS: u64 = 10;
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// Header marking a request admitted without verification (`on_idp_error: allow`).
+pub const DEGRADED_HEADER: &str = "x-tokengate-degraded";
 
 const MAX_TOKEN_BYTES_RANGE: (usize, usize) = (256, 65536);
 const MAX_CACHE_ENTRIES: usize = 1_000_000;
@@ -59,6 +65,54 @@ impl std::error::Error for ConfigError {}
 pub enum Mode {
     /// Local JWT validation against a JWKS.
     Jwt,
+    /// Every token is judged by the IdP's RFC 7662 introspection endpoint.
+    Introspect,
+    /// Local validation first (invalid tokens never cost a callout), then introspection to
+    /// catch revocation.
+    Hybrid,
+}
+
+/// What to do when the IdP cannot answer an introspection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnIdpError {
+    /// 503 with `Retry-After`: the default, fail closed.
+    Deny,
+    /// Admit the request, marked with `x-tokengate-degraded`: an explicit fail-open choice.
+    Allow,
+}
+
+/// A secret that never shows up in `Debug` output (and so never in a log line).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The RFC 7662 endpoint and the client the gateway authenticates as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Introspection {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub timeout_ms: u64,
+    /// Positive answers are cached this long, never beyond the token's `exp`; 0 = no cache.
+    pub cache_ttl_seconds: u64,
+    /// `active: false` answers are cached this long; 0 = not cached.
+    pub negative_cache_ttl_seconds: u64,
+    pub max_cache_entries: usize,
+    /// Introspection calls one worker may have open at once; further tokens get 503.
+    pub max_in_flight: usize,
 }
 
 /// Where the bearer token is read from.
@@ -129,7 +183,11 @@ pub struct Config {
     /// Accepted payload `typ` values (compared case-insensitively); empty disables the check.
     pub token_types: Vec<String>,
     pub required_scopes: Vec<String>,
-    pub jwks: JwksSource,
+    /// Required for `jwt` and `hybrid`, absent for `introspect`.
+    pub jwks: Option<JwksSource>,
+    /// Required for `introspect` and `hybrid`, absent for `jwt`.
+    pub introspection: Option<Introspection>,
+    pub on_idp_error: OnIdpError,
     pub token_source: TokenSource,
     pub forward: Forwarding,
     /// Capacity of the per-worker verified-token cache; 0 disables it.
@@ -149,6 +207,12 @@ impl Config {
         if self.audiences.is_empty() {
             warnings.push(
                 "`audiences` is empty: tokens issued for any audience will be accepted".to_owned(),
+            );
+        }
+        if self.on_idp_error == OnIdpError::Allow {
+            warnings.push(
+                "`on_idp_error` is `allow`: requests are admitted unverified while the IdP is unreachable"
+                    .to_owned(),
             );
         }
         warnings
@@ -180,6 +244,23 @@ struct RawConfig {
     forward: Option<RawForward>,
     cache: Option<RawCache>,
     retry_after_seconds: Option<u32>,
+    introspection: Option<RawIntrospection>,
+    on_idp_error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntrospection {
+    cluster: String,
+    authority: String,
+    path: String,
+    client_id: String,
+    client_secret: String,
+    timeout_ms: Option<u64>,
+    cache_ttl_seconds: Option<u64>,
+    negative_cache_ttl_seconds: Option<u64>,
+    max_cache_entries: Option<usize>,
+    max_in_flight: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -249,16 +330,12 @@ pub fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
 fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let mode = match raw.mode.as_deref() {
         None | Some("jwt") => Mode::Jwt,
-        Some(other @ ("introspect" | "hybrid")) => {
-            return Err(ConfigError::new(
-                "mode",
-                format!("mode `{other}` is not available in this version; use `jwt`"),
-            ));
-        }
+        Some("introspect") => Mode::Introspect,
+        Some("hybrid") => Mode::Hybrid,
         Some(other) => {
             return Err(ConfigError::new(
                 "mode",
-                format!("unknown mode `{other}`; expected `jwt`"),
+                format!("unknown mode `{other}`; expected `jwt`, `introspect` or `hybrid`"),
             ));
         }
     };
@@ -338,7 +415,48 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     }
 
-    let jwks = parse_jwks(raw.jwks, algorithms)?;
+    let jwks = match (mode, raw.jwks) {
+        (Mode::Introspect, Some(_)) => {
+            return Err(ConfigError::new(
+                "jwks",
+                "is not used in `introspect` mode (the IdP judges every token); remove it or use `hybrid`",
+            ));
+        }
+        (Mode::Introspect, None) => None,
+        (_, jwks) => Some(parse_jwks(jwks, algorithms)?),
+    };
+    let introspection = match (mode, raw.introspection) {
+        (Mode::Jwt, Some(_)) => {
+            return Err(ConfigError::new(
+                "introspection",
+                "is not used in `jwt` mode; use `introspect` or `hybrid`",
+            ));
+        }
+        (Mode::Jwt, None) => None,
+        (_, None) => {
+            return Err(ConfigError::new(
+                "introspection",
+                "is required in `introspect` and `hybrid` modes",
+            ));
+        }
+        (_, Some(raw)) => Some(parse_introspection(raw)?),
+    };
+    let on_idp_error = match raw.on_idp_error.as_deref() {
+        None | Some("deny") => OnIdpError::Deny,
+        Some("allow") => OnIdpError::Allow,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "on_idp_error",
+                format!("unknown value `{other}`; expected `deny` or `allow`"),
+            ));
+        }
+    };
+    if on_idp_error == OnIdpError::Allow && introspection.is_none() {
+        return Err(ConfigError::new(
+            "on_idp_error",
+            "applies to introspection only (`introspect` or `hybrid` mode)",
+        ));
+    }
     let token_source = parse_token_source(raw.token_source)?;
     let forward = parse_forward(raw.forward, &token_source)?;
 
@@ -376,6 +494,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         token_types,
         required_scopes,
         jwks,
+        introspection,
+        on_idp_error,
         token_source,
         forward,
         cache_max_entries,
@@ -498,6 +618,80 @@ fn parse_jwks(raw: Option<RawJwks>, algorithms: AlgorithmSet) -> Result<JwksSour
             }))
         }
     }
+}
+
+fn parse_introspection(raw: RawIntrospection) -> Result<Introspection, ConfigError> {
+    let non_empty = |field: &str, value: &str| {
+        if value.is_empty() {
+            Err(ConfigError::new(
+                format!("introspection.{field}"),
+                "must not be empty",
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    non_empty("cluster", &raw.cluster)?;
+    non_empty("authority", &raw.authority)?;
+    non_empty("client_id", &raw.client_id)?;
+    non_empty("client_secret", &raw.client_secret)?;
+    if !raw.path.starts_with('/') {
+        return Err(ConfigError::new(
+            "introspection.path",
+            "must start with `/`",
+        ));
+    }
+    let timeout_ms = raw.timeout_ms.unwrap_or(DEFAULT_INTROSPECTION_TIMEOUT_MS);
+    if !(50..=60_000).contains(&timeout_ms) {
+        return Err(ConfigError::new(
+            "introspection.timeout_ms",
+            "must be between 50 and 60000",
+        ));
+    }
+    let cache_ttl_seconds = raw
+        .cache_ttl_seconds
+        .unwrap_or(DEFAULT_INTROSPECTION_CACHE_TTL_SECONDS);
+    if cache_ttl_seconds > 3600 {
+        return Err(ConfigError::new(
+            "introspection.cache_ttl_seconds",
+            "must be at most 3600 (a revoked token stays admitted for up to this long)",
+        ));
+    }
+    let negative_cache_ttl_seconds = raw
+        .negative_cache_ttl_seconds
+        .unwrap_or(DEFAULT_INTROSPECTION_NEGATIVE_TTL_SECONDS);
+    if negative_cache_ttl_seconds > 3600 {
+        return Err(ConfigError::new(
+            "introspection.negative_cache_ttl_seconds",
+            "must be at most 3600",
+        ));
+    }
+    let max_cache_entries = raw.max_cache_entries.unwrap_or(DEFAULT_CACHE_ENTRIES);
+    if max_cache_entries > MAX_CACHE_ENTRIES {
+        return Err(ConfigError::new(
+            "introspection.max_cache_entries",
+            format!("must be at most {MAX_CACHE_ENTRIES}"),
+        ));
+    }
+    let max_in_flight = raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+    if !(1..=100_000).contains(&max_in_flight) {
+        return Err(ConfigError::new(
+            "introspection.max_in_flight",
+            "must be between 1 and 100000",
+        ));
+    }
+    Ok(Introspection {
+        cluster: raw.cluster,
+        authority: raw.authority,
+        path: raw.path,
+        client_id: raw.client_id,
+        client_secret: Secret(raw.client_secret),
+        timeout_ms,
+        cache_ttl_seconds,
+        negative_cache_ttl_seconds,
+        max_cache_entries,
+        max_in_flight,
+    })
 }
 
 fn parse_token_source(raw: Option<RawTokenSource>) -> Result<TokenSource, ConfigError> {
@@ -633,7 +827,10 @@ fn is_protected_header(header: &str, token_source: &TokenSource) -> bool {
         TokenSource::Header { name, .. } => name == header,
         _ => false,
     };
-    token_header || header == "authorization" || PROTECTED.contains(&header)
+    token_header
+        || header == "authorization"
+        || header == DEGRADED_HEADER
+        || PROTECTED.contains(&header)
 }
 
 /// RFC 9110 token characters.

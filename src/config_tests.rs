@@ -13,6 +13,53 @@ fn minimal() -> Value {
     })
 }
 
+fn introspection() -> Value {
+    json!({
+        "cluster": "idp", "authority": "idp:8080",
+        "path": "/realms/r/protocol/openid-connect/token/introspect",
+        "client_id": "gateway", "client_secret": "very-secret"
+    })
+}
+
+#[test]
+fn introspection_modes() {
+    let introspect = parse_value(&with(|c| {
+        c["mode"] = json!("introspect");
+        c.as_object_mut().unwrap().remove("jwks");
+        c["introspection"] = introspection();
+        c["on_idp_error"] = json!("allow");
+    }))
+    .unwrap();
+    assert_eq!(introspect.mode, Mode::Introspect);
+    assert!(introspect.jwks.is_none());
+    let settings = introspect.introspection.as_ref().unwrap();
+    assert_eq!(settings.timeout_ms, 2000);
+    assert_eq!(settings.cache_ttl_seconds, 30);
+    assert_eq!(settings.negative_cache_ttl_seconds, 10);
+    assert_eq!(settings.max_in_flight, 1024);
+    assert_eq!(settings.client_secret.expose(), "very-secret");
+    assert!(
+        !format!("{introspect:?}").contains("very-secret"),
+        "the secret leaks via Debug"
+    );
+    assert_eq!(introspect.on_idp_error, OnIdpError::Allow);
+    assert!(
+        introspect
+            .warnings()
+            .iter()
+            .any(|w| w.contains("on_idp_error"))
+    );
+
+    let hybrid = parse_value(&with(|c| {
+        c["mode"] = json!("hybrid");
+        c["introspection"] = introspection();
+    }))
+    .unwrap();
+    assert_eq!(hybrid.mode, Mode::Hybrid);
+    assert!(hybrid.jwks.is_some() && hybrid.introspection.is_some());
+    assert_eq!(hybrid.on_idp_error, OnIdpError::Deny);
+}
+
 fn with(change: impl FnOnce(&mut Value)) -> Value {
     let mut config = minimal();
     change(&mut config);
@@ -41,7 +88,7 @@ fn defaults() {
     assert_eq!(config.forward, Forwarding::default());
     assert_eq!(config.cache_max_entries, DEFAULT_CACHE_ENTRIES);
     assert_eq!(config.retry_after_seconds, 5);
-    let JwksSource::Remote(remote) = &config.jwks else {
+    let Some(JwksSource::Remote(remote)) = &config.jwks else {
         panic!("remote expected");
     };
     assert_eq!((remote.refresh_seconds, remote.timeout_ms), (300, 2000));
@@ -84,7 +131,7 @@ fn full_configuration() {
         config.forward.claims_to_headers[0].claim_path,
         vec!["realm_access", "roles"]
     );
-    assert!(matches!(&config.jwks, JwksSource::Inline(keys) if keys.len() == 1));
+    assert!(matches!(&config.jwks, Some(JwksSource::Inline(keys)) if keys.len() == 1));
     assert_eq!(config.warnings().len(), 1);
     assert!(config.warnings()[0].contains("expired tokens will be accepted"));
     let any_audience = parse_value(&with(|c| c["audiences"] = json!([]))).unwrap();
@@ -107,14 +154,86 @@ fn every_error_names_its_field() {
             "mode",
         ),
         (
-            "introspect not yet",
+            "introspect with jwks",
             Box::new(|c| c["mode"] = json!("introspect")),
-            "mode",
+            "jwks",
         ),
         (
-            "hybrid not yet",
+            "hybrid without introspection",
             Box::new(|c| c["mode"] = json!("hybrid")),
-            "mode",
+            "introspection",
+        ),
+        (
+            "introspection in jwt mode",
+            Box::new(|c| c["introspection"] = introspection()),
+            "introspection",
+        ),
+        (
+            "unknown on_idp_error",
+            Box::new(|c| c["on_idp_error"] = json!("maybe")),
+            "on_idp_error",
+        ),
+        (
+            "fail-open without introspection",
+            Box::new(|c| c["on_idp_error"] = json!("allow")),
+            "on_idp_error",
+        ),
+        (
+            "introspection without secret",
+            Box::new(|c| {
+                c["mode"] = json!("hybrid");
+                c["introspection"] = introspection();
+                c["introspection"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("client_secret");
+            }),
+            "introspection",
+        ),
+        (
+            "introspection empty client",
+            Box::new(|c| {
+                c["mode"] = json!("hybrid");
+                c["introspection"] = introspection();
+                c["introspection"]["client_id"] = json!("");
+            }),
+            "introspection.client_id",
+        ),
+        (
+            "introspection relative path",
+            Box::new(|c| {
+                c["mode"] = json!("hybrid");
+                c["introspection"] = introspection();
+                c["introspection"]["path"] = json!("introspect");
+            }),
+            "introspection.path",
+        ),
+        (
+            "introspection long ttl",
+            Box::new(|c| {
+                c["mode"] = json!("hybrid");
+                c["introspection"] = introspection();
+                c["introspection"]["cache_ttl_seconds"] = json!(86_400);
+            }),
+            "introspection.cache_ttl_seconds",
+        ),
+        (
+            "introspection no in-flight",
+            Box::new(|c| {
+                c["mode"] = json!("hybrid");
+                c["introspection"] = introspection();
+                c["introspection"]["max_in_flight"] = json!(0);
+            }),
+            "introspection.max_in_flight",
+        ),
+        (
+            "introspection unknown field",
+            Box::new(|c| {
+                c["mode"] = json!("hybrid");
+                c["introspection"] = introspection();
+                c["introspection"]["secret"] = json!("x");
+            }),
+            "introspection.secret",
         ),
         (
             "missing issuer",

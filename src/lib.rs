@@ -8,8 +8,11 @@
 
 pub mod algorithm;
 pub mod cache;
+pub mod claims;
+pub mod coalesce;
 pub mod config;
 pub mod engine;
+pub mod introspection;
 pub mod jwks;
 pub mod jwks_refresh;
 pub mod metrics;

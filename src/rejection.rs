@@ -67,6 +67,53 @@ pub enum Rejection {
     UnforwardableClaim,
     /// No signing keys have been loaded yet: the gateway cannot judge any token.
     KeysUnavailable,
+    /// The IdP's introspection answered `active: false` (expired, revoked, unknown, ...).
+    Inactive,
+    /// The IdP could not answer an introspection: the gateway cannot judge the token.
+    IdpUnavailable(IdpFailure),
+}
+
+/// Why an introspection call produced no usable answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdpFailure {
+    /// No answer within the call's timeout.
+    Timeout,
+    /// Connection refused or reset, or no healthy upstream.
+    Unreachable,
+    /// The IdP answered with a 5xx status.
+    ServerError,
+    /// The IdP refused the gateway's client credentials (401/403): a configuration problem.
+    ClientAuth,
+    /// An answer that is not an RFC 7662 response (not JSON, no boolean `active`, other status).
+    BadResponse,
+    /// Too many introspection calls already open on this worker.
+    Overloaded,
+}
+
+impl IdpFailure {
+    pub const ALL: [IdpFailure; 6] = [
+        IdpFailure::Timeout,
+        IdpFailure::Unreachable,
+        IdpFailure::ServerError,
+        IdpFailure::ClientAuth,
+        IdpFailure::BadResponse,
+        IdpFailure::Overloaded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdpFailure::Timeout => "timeout",
+            IdpFailure::Unreachable => "unreachable",
+            IdpFailure::ServerError => "server_error",
+            IdpFailure::ClientAuth => "client_auth",
+            IdpFailure::BadResponse => "bad_response",
+            IdpFailure::Overloaded => "overloaded",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// Metric label of a rejection: `tokengate.denied.<reason>`.
@@ -88,10 +135,12 @@ pub enum DenyReason {
     Scope,
     ClaimValue,
     KeysUnavailable,
+    Inactive,
+    IdpUnavailable,
 }
 
 impl DenyReason {
-    pub const ALL: [DenyReason; 16] = [
+    pub const ALL: [DenyReason; 18] = [
         DenyReason::Missing,
         DenyReason::InvalidRequest,
         DenyReason::TooLarge,
@@ -108,6 +157,8 @@ impl DenyReason {
         DenyReason::Scope,
         DenyReason::ClaimValue,
         DenyReason::KeysUnavailable,
+        DenyReason::Inactive,
+        DenyReason::IdpUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -128,6 +179,8 @@ impl DenyReason {
             DenyReason::Scope => "scope",
             DenyReason::ClaimValue => "claim_value",
             DenyReason::KeysUnavailable => "keys_unavailable",
+            DenyReason::Inactive => "inactive",
+            DenyReason::IdpUnavailable => "idp_unavailable",
         }
     }
 
@@ -173,6 +226,8 @@ impl Rejection {
             Rejection::InsufficientScope => DenyReason::Scope,
             Rejection::UnforwardableClaim => DenyReason::ClaimValue,
             Rejection::KeysUnavailable => DenyReason::KeysUnavailable,
+            Rejection::Inactive => DenyReason::Inactive,
+            Rejection::IdpUnavailable(_) => DenyReason::IdpUnavailable,
         }
     }
 
@@ -181,7 +236,7 @@ impl Rejection {
             Some(ErrorCode::InvalidRequest) => 400,
             Some(ErrorCode::InsufficientScope) => 403,
             Some(ErrorCode::InvalidToken) | None => match self {
-                Rejection::KeysUnavailable => 503,
+                Rejection::KeysUnavailable | Rejection::IdpUnavailable(_) => 503,
                 _ => 401,
             },
         }
@@ -189,7 +244,9 @@ impl Rejection {
 
     pub fn error_code(&self) -> Option<ErrorCode> {
         match self {
-            Rejection::MissingToken | Rejection::KeysUnavailable => None,
+            Rejection::MissingToken | Rejection::KeysUnavailable | Rejection::IdpUnavailable(_) => {
+                None
+            }
             Rejection::InvalidRequest(_) => Some(ErrorCode::InvalidRequest),
             Rejection::InsufficientScope => Some(ErrorCode::InsufficientScope),
             _ => Some(ErrorCode::InvalidToken),
@@ -238,6 +295,8 @@ impl Rejection {
             Rejection::InsufficientScope => "The token lacks a required scope",
             Rejection::UnforwardableClaim => "A token claim cannot be forwarded",
             Rejection::KeysUnavailable => "Token signing keys are not available yet",
+            Rejection::Inactive => "The token is not active",
+            Rejection::IdpUnavailable(_) => "The identity provider cannot be reached",
         }
     }
 }
@@ -406,6 +465,13 @@ mod tests {
                 "claim_value",
             ),
             (R::KeysUnavailable, 503, None, "keys_unavailable"),
+            (R::Inactive, 401, Some("invalid_token"), "inactive"),
+            (
+                R::IdpUnavailable(IdpFailure::Timeout),
+                503,
+                None,
+                "idp_unavailable",
+            ),
         ];
         for (rejection, status, code, metric) in cases {
             let response = deny_response(&rejection, &CONTEXT);

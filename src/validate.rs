@@ -5,20 +5,18 @@
 //! The scope check and claim forwarding run after the signature: a 403 or a forwarded value
 //! must only ever come from an authentic token.
 
-use std::collections::BTreeSet;
-
 use jwt_compact::{Claims, ParseError, TimeOptions, UntrustedToken, ValidationError};
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::algorithm::Algorithm;
-use crate::config::{ClaimHeader, Config};
+use crate::claims::{
+    ClaimView, check_audience, check_issuer, check_scopes, check_token_type, forwarded_values,
+};
+use crate::config::Config;
 use crate::jwks::{KeyLookup, KeySet};
 use crate::rejection::{MalformedToken, Rejection};
-
-/// Forwarded header values longer than this are refused rather than sent upstream.
-pub const MAX_FORWARDED_VALUE_BYTES: usize = 8192;
 
 /// What a verified token leaves behind: enough to admit it again from the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,11 +111,7 @@ pub fn validate(
         .map_err(|_| Rejection::Malformed(MalformedToken::Claims))?;
     let custom = &claims.custom.0;
 
-    match custom.get("iss") {
-        Some(Value::String(issuer)) if *issuer == config.issuer => {}
-        Some(Value::String(_)) | None => return Err(Rejection::WrongIssuer),
-        Some(_) => return Err(Rejection::Malformed(MalformedToken::ClaimType)),
-    }
+    check_issuer(config, custom.get("iss"))?;
     check_audience(config, custom.get("aud"))?;
     check_payload_type(config, custom.get("typ"), header_type)?;
     check_times(config, &claims, now)?;
@@ -142,15 +136,15 @@ pub fn validate(
     }
 
     check_scopes(config, custom)?;
-    let forwarded = config
-        .forward
-        .claims_to_headers
-        .iter()
-        .map(|rule| forwarded_value(rule, &claims))
-        .collect::<Result<Vec<_>, _>>()?;
+    let view = ClaimView {
+        claims: custom,
+        exp: claims.expiration.map(|t| t.timestamp()),
+        nbf: claims.not_before.map(|t| t.timestamp()),
+        iat: claims.issued_at.map(|t| t.timestamp()),
+    };
     Ok(Verified {
-        expires_at: claims.expiration.map(|exp| exp.timestamp()),
-        forwarded,
+        expires_at: view.exp,
+        forwarded: forwarded_values(config, &view)?,
     })
 }
 
@@ -171,32 +165,6 @@ fn is_rfc9068_header_type(typ: Option<&str>) -> bool {
     })
 }
 
-fn check_audience(config: &Config, aud: Option<&Value>) -> Result<(), Rejection> {
-    if config.audiences.is_empty() {
-        return Ok(());
-    }
-    let accepted = |value: &str| config.audiences.iter().any(|aud| aud == value);
-    match aud {
-        Some(Value::String(aud)) if accepted(aud) => Ok(()),
-        Some(Value::String(_)) | None => Err(Rejection::WrongAudience),
-        Some(Value::Array(list)) => {
-            let mut matched = false;
-            for item in list {
-                match item {
-                    Value::String(aud) => matched |= accepted(aud),
-                    _ => return Err(Rejection::Malformed(MalformedToken::ClaimType)),
-                }
-            }
-            if matched {
-                Ok(())
-            } else {
-                Err(Rejection::WrongAudience)
-            }
-        }
-        Some(_) => Err(Rejection::Malformed(MalformedToken::ClaimType)),
-    }
-}
-
 /// Keycloak marks access tokens with payload `typ: "Bearer"` (ID tokens `ID`, refresh tokens
 /// `Refresh`). A token without payload `typ` passes only if its header says `at+jwt`.
 fn check_payload_type(
@@ -208,17 +176,7 @@ fn check_payload_type(
         return Ok(());
     }
     match typ {
-        Some(Value::String(typ)) => {
-            if config
-                .token_types
-                .iter()
-                .any(|accepted| accepted.eq_ignore_ascii_case(typ))
-            {
-                Ok(())
-            } else {
-                Err(Rejection::WrongTokenType)
-            }
-        }
+        Some(Value::String(typ)) => check_token_type(config, typ),
         None if is_rfc9068_header_type(header_type) => Ok(()),
         None => Err(Rejection::WrongTokenType),
         Some(_) => Err(Rejection::Malformed(MalformedToken::ClaimType)),
@@ -243,89 +201,6 @@ fn check_times(config: &Config, claims: &Claims<ClaimSet>, now: i64) -> Result<(
             .map_err(|_| Rejection::NotYetValid)?;
     }
     Ok(())
-}
-
-fn check_scopes(config: &Config, claims: &Map<String, Value>) -> Result<(), Rejection> {
-    if config.required_scopes.is_empty() {
-        return Ok(());
-    }
-    let mut granted: BTreeSet<&str> = BTreeSet::new();
-    let malformed = Rejection::Malformed(MalformedToken::ClaimType);
-    // `scope` (RFC 8693 / RFC 9068) is space-separated; `scp` is an array or a string.
-    for name in ["scope", "scp"] {
-        match claims.get(name) {
-            None => {}
-            Some(Value::String(list)) => granted.extend(list.split(' ').filter(|s| !s.is_empty())),
-            Some(Value::Array(items)) if name == "scp" => {
-                for item in items {
-                    granted.insert(item.as_str().ok_or_else(|| malformed.clone())?);
-                }
-            }
-            Some(_) => return Err(malformed),
-        }
-    }
-    if config
-        .required_scopes
-        .iter()
-        .all(|scope| granted.contains(scope.as_str()))
-    {
-        Ok(())
-    } else {
-        Err(Rejection::InsufficientScope)
-    }
-}
-
-fn forwarded_value(
-    rule: &ClaimHeader,
-    claims: &Claims<ClaimSet>,
-) -> Result<Option<String>, Rejection> {
-    let time_claim = match rule.claim.as_str() {
-        "exp" => Some(claims.expiration),
-        "nbf" => Some(claims.not_before),
-        "iat" => Some(claims.issued_at),
-        _ => None,
-    };
-    let value = match time_claim {
-        Some(time) => time.map(|t| t.timestamp().to_string()),
-        None => lookup_path(&claims.custom.0, &rule.claim_path).and_then(render_claim),
-    };
-    match value {
-        Some(value) if !is_safe_header_value(&value) => Err(Rejection::UnforwardableClaim),
-        other => Ok(other),
-    }
-}
-
-fn lookup_path<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
-    let (first, rest) = path.split_first()?;
-    let mut value = claims.get(first)?;
-    for segment in rest {
-        value = value.as_object()?.get(segment)?;
-    }
-    Some(value)
-}
-
-/// Strings as they are, arrays joined with a space, other values as compact JSON.
-fn render_claim(value: &Value) -> Option<String> {
-    match value {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        Value::Array(items) => Some(
-            items
-                .iter()
-                .map(|item| match item {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-        other => Some(other.to_string()),
-    }
-}
-
-/// No control characters (CR/LF would split headers; NUL truncates in some upstreams).
-fn is_safe_header_value(value: &str) -> bool {
-    value.len() <= MAX_FORWARDED_VALUE_BYTES && !value.chars().any(char::is_control)
 }
 
 #[cfg(test)]

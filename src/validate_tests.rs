@@ -42,8 +42,8 @@ fn config_with(overrides: Value) -> Config {
 
 fn keys_of(config: &Config) -> KeySet {
     match &config.jwks {
-        crate::config::JwksSource::Inline(keys) => keys.clone(),
-        crate::config::JwksSource::Remote(_) => KeySet::default(),
+        Some(crate::config::JwksSource::Inline(keys)) => keys.clone(),
+        _ => KeySet::default(),
     }
 }
 

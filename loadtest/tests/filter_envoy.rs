@@ -579,7 +579,9 @@ async fn bad_configuration_stops_envoy_and_names_the_field() -> Result<()> {
             json!({"claims_to_verfy": ["exp"]}),
             "field `claims_to_verfy`",
         ),
-        (json!({"mode": "introspect"}), "field `mode`"),
+        (json!({"mode": "introspect"}), "field `jwks`"),
+        (json!({"mode": "hybrid"}), "field `introspection`"),
+        (json!({"mode": "magic"}), "field `mode`"),
         (json!({"algorithms": ["none"]}), "field `algorithms[0]`"),
         (
             json!({"jwks": {"remote": {"path": "certs"}}}),

@@ -2,20 +2,20 @@
 //!
 //! Shared data holds two records per key source: the key set (fetch time + JWKS document) and
 //! the [`FetchState`]. A worker claims a fetch by updating the state with compare-and-swap;
-//! whichever context dispatched it receives the answer, installs the keys locally and
-//! publishes them; the other workers pick them up on their next tick (or at once, when a
-//! request of theirs meets an unknown `kid`).
-
-use std::time::Duration;
+//! it receives the answer, installs the keys locally and publishes them; the other workers
+//! pick them up on their next tick (or at once, when a request of theirs meets an unknown
+//! `kid`).
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType, Status};
+use proxy_wasm::types::Status;
 
 use crate::config::RemoteJwks;
+use crate::introspection::HttpCall;
 use crate::jwks::MAX_JWKS_BYTES;
 use crate::jwks_refresh::{FetchState, Schedule, decode_key_record, encode_key_record};
 use crate::metrics::Counter;
 
+use super::calls::CallResponse;
 use super::{Now, Worker};
 
 pub struct RemoteKeys {
@@ -38,31 +38,6 @@ impl RemoteKeys {
             seen_cas: None,
         }
     }
-}
-
-/// The answer to a JWKS request; `status` is `None` when the call was reset.
-pub struct CallResponse {
-    status: Option<u16>,
-    body: Option<Vec<u8>>,
-}
-
-pub fn read_call_response(body_size: usize) -> CallResponse {
-    let status = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
-        .ok()
-        .and_then(|headers| {
-            headers
-                .into_iter()
-                .find(|(name, _)| name == ":status")
-                .and_then(|(_, value)| std::str::from_utf8(&value).ok()?.parse().ok())
-        });
-    let body = if body_size == 0 || body_size > MAX_JWKS_BYTES {
-        None
-    } else {
-        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten()
-    };
-    CallResponse { status, body }
 }
 
 /// Installs the shared key set if it changed since this worker last looked. Returns whether
@@ -93,9 +68,11 @@ pub fn sync_from_shared(worker: &mut Worker) -> bool {
     }
 }
 
-/// Dispatches the periodic fetch if it is due and this worker wins the claim.
-pub fn start_periodic_fetch(worker: &mut Worker, now: Now) -> Option<u32> {
-    let remote = worker.remote.as_ref()?;
+/// Claims the periodic fetch if it is due and no other worker claimed it first.
+pub fn claim_periodic_fetch(worker: &Worker, now: Now) -> bool {
+    let Some(remote) = worker.remote.as_ref() else {
+        return false;
+    };
     let have_keys = worker.engine.key_count() > 0;
     let schedule = remote.schedule;
     update_state(remote, |state| {
@@ -104,13 +81,12 @@ pub fn start_periodic_fetch(worker: &mut Worker, now: Now) -> Option<u32> {
             state.last_attempt_ms = now.millis;
         }
         due
-    })?;
-    dispatch(worker, now)
+    })
+    .is_some()
 }
 
-/// For a token with an unknown `kid`: dispatches a refetch from the current request context
-/// if the shared rate limit allows one now.
-pub fn start_kid_refetch(worker: &mut Worker, now: Now) -> bool {
+/// For a token with an unknown `kid`: claims a refetch if the shared rate limit allows one.
+pub fn claim_kid_refetch(worker: &Worker, now: Now) -> bool {
     let Some(remote) = worker.remote.as_ref() else {
         return false;
     };
@@ -123,50 +99,37 @@ pub fn start_kid_refetch(worker: &mut Worker, now: Now) -> bool {
         }
         allowed
     });
-    if claimed.is_none() {
-        return false;
+    if claimed.is_some() {
+        worker.metrics.increment(Counter::JwksKidRefetch);
     }
-    worker.metrics.increment(Counter::JwksKidRefetch);
-    dispatch(worker, now).is_some()
+    claimed.is_some()
 }
 
-fn dispatch(worker: &mut Worker, now: Now) -> Option<u32> {
-    let remote = worker.remote.as_ref()?;
+/// The JWKS request.
+pub fn fetch_call(remote: &RemoteKeys) -> HttpCall {
     let spec = &remote.spec;
-    let headers = vec![
-        (":method", "GET"),
-        (":path", spec.path.as_str()),
-        (":authority", spec.authority.as_str()),
-        ("accept", "application/json"),
-        ("user-agent", "tokengate"),
-    ];
-    match hostcalls::dispatch_http_call(
-        &spec.cluster,
-        headers,
-        None,
-        vec![],
-        Duration::from_millis(spec.timeout_ms),
-    ) {
-        Ok(token) => Some(token),
-        Err(status) => {
-            log::warn!(
-                "tokengate: cannot call cluster {} for the JWKS: {status:?}",
-                spec.cluster
-            );
-            record_failure(worker, now);
-            None
-        }
+    HttpCall {
+        cluster: spec.cluster.clone(),
+        headers: vec![
+            (":method".to_owned(), "GET".to_owned()),
+            (":path".to_owned(), spec.path.clone()),
+            (":authority".to_owned(), spec.authority.clone()),
+            ("accept".to_owned(), "application/json".to_owned()),
+            ("user-agent".to_owned(), "tokengate".to_owned()),
+        ],
+        body: Vec::new(),
+        timeout_ms: spec.timeout_ms,
     }
 }
 
 /// Handles the answer to a fetch: install and publish the keys, or keep the last good ones.
-pub fn finish_fetch(worker: &mut Worker, response: CallResponse, now: Now) {
+pub fn finish_fetch(worker: &mut Worker, response: &CallResponse, now: Now) {
     let Some(remote) = worker.remote.as_ref() else {
         return;
     };
     let source = format!("{}{}", remote.spec.authority, remote.spec.path);
-    let body = match (response.status, response.body) {
-        (Some(200), Some(body)) => body,
+    let body = match (response.status, &response.body) {
+        (Some(200), Some(body)) if body.len() <= MAX_JWKS_BYTES => body,
         (status, _) => {
             let status = status.map_or("no response".to_owned(), |s| format!("status {s}"));
             log::warn!(
@@ -176,12 +139,12 @@ pub fn finish_fetch(worker: &mut Worker, response: CallResponse, now: Now) {
             return;
         }
     };
-    match worker.engine.install_keys(&body) {
+    match worker.engine.install_keys(body) {
         Ok(skipped) => {
             for skip in skipped {
                 log::info!("tokengate: JWKS from {source}: skipped {skip}");
             }
-            publish(worker, now, &body);
+            publish(worker, now, body);
             worker.metrics.increment(Counter::JwksFetchSuccess);
             worker.metrics.record_keys(worker.engine.key_count());
         }
@@ -209,7 +172,7 @@ fn publish(worker: &mut Worker, now: Now, jwks: &[u8]) {
     });
 }
 
-fn record_failure(worker: &mut Worker, now: Now) {
+pub fn record_failure(worker: &mut Worker, now: Now) {
     worker.metrics.increment(Counter::JwksFetchFailure);
     if let Some(remote) = worker.remote.as_ref() {
         update_state(remote, |state| {

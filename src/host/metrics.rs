@@ -4,14 +4,16 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
 
 use crate::config::Config;
-use crate::engine::CacheUse;
-use crate::metrics::{Counter, Gauge, denied_name};
-use crate::rejection::DenyReason;
+use crate::engine::{CacheUse, IntrospectionCacheUse};
+use crate::metrics::{Counter, Gauge, INTROSPECTION_LATENCY_MS, denied_name, idp_error_name};
+use crate::rejection::{DenyReason, IdpFailure};
 
 pub struct Metrics {
     counters: [u32; Counter::ALL.len()],
     gauges: [u32; Gauge::ALL.len()],
     denied: [u32; DenyReason::ALL.len()],
+    idp_errors: [u32; IdpFailure::ALL.len()],
+    introspection_latency: u32,
 }
 
 impl Metrics {
@@ -28,36 +30,56 @@ impl Metrics {
         for (slot, reason) in denied.iter_mut().zip(DenyReason::ALL) {
             *slot = hostcalls::define_metric(MetricType::Counter, &denied_name(reason))?;
         }
+        let mut idp_errors = [0; IdpFailure::ALL.len()];
+        for (slot, failure) in idp_errors.iter_mut().zip(IdpFailure::ALL) {
+            *slot = hostcalls::define_metric(MetricType::Counter, &idp_error_name(failure))?;
+        }
+        let introspection_latency =
+            hostcalls::define_metric(MetricType::Histogram, INTROSPECTION_LATENCY_MS)?;
         Ok(Metrics {
             counters,
             gauges,
             denied,
+            idp_errors,
+            introspection_latency,
         })
     }
 
     pub fn increment(&self, counter: Counter) {
-        let id = self.counters[counter as usize];
-        let _ = hostcalls::increment_metric(id, 1);
+        let _ = hostcalls::increment_metric(self.counters[counter as usize], 1);
     }
 
     pub fn set(&self, gauge: Gauge, value: u64) {
-        let id = self.gauges[gauge as usize];
-        let _ = hostcalls::record_metric(id, value);
-    }
-
-    pub fn record_allowed(&self) {
-        self.increment(Counter::Allowed);
+        let _ = hostcalls::record_metric(self.gauges[gauge as usize], value);
     }
 
     pub fn record_denied(&self, reason: DenyReason) {
         let _ = hostcalls::increment_metric(self.denied[reason.index()], 1);
     }
 
-    pub fn record_cache(&self, cache: CacheUse) {
+    pub fn record_idp_error(&self, failure: IdpFailure) {
+        let _ = hostcalls::increment_metric(self.idp_errors[failure.index()], 1);
+    }
+
+    pub fn record_introspection_latency(&self, millis: u64) {
+        let _ = hostcalls::record_metric(self.introspection_latency, millis);
+    }
+
+    pub fn record_cache(&self, cache: CacheUse, introspection: IntrospectionCacheUse) {
         match cache {
             CacheUse::Hit => self.increment(Counter::CacheHit),
             CacheUse::Miss => self.increment(Counter::CacheMiss),
             CacheUse::NotUsed => {}
+        }
+        match introspection {
+            IntrospectionCacheUse::HitActive => {
+                self.increment(Counter::IntrospectionCacheHitPositive)
+            }
+            IntrospectionCacheUse::HitRefused => {
+                self.increment(Counter::IntrospectionCacheHitNegative)
+            }
+            IntrospectionCacheUse::Miss => self.increment(Counter::IntrospectionCacheMiss),
+            IntrospectionCacheUse::NotUsed => {}
         }
     }
 

@@ -1,13 +1,17 @@
 //! proxy-wasm glue: reads requests from the host, runs the [`Engine`], carries out its
-//! decisions, fetches and shares the JWKS, and exports metrics.
+//! decisions, makes the calls it needs (JWKS, introspection), and exports metrics.
 //!
 //! Every host call goes through `hostcalls` and its `Result` is handled: a panic here would
-//! take down every request on this worker's VM.
+//! take down every request on this worker's VM. Nothing holds the worker borrowed across a
+//! host call that can re-enter the filter (local replies, resuming a request).
 
+mod calls;
 mod keys;
 mod metrics;
 
 use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -15,10 +19,13 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 
+use crate::coalesce::{Coalescer, Join};
 use crate::config;
-use crate::engine::{Admission, Decision, Engine};
-use crate::rejection::{DenyResponse, Rejection, ResponseContext, deny_response};
+use crate::engine::{Admission, Decision, Engine, Evaluation, IntrospectionOutcome};
+use crate::metrics::Counter;
+use crate::rejection::{DenyResponse, IdpFailure, Rejection, ResponseContext, deny_response};
 
+use calls::{Call, Calls, Completed, Waiter};
 use keys::RemoteKeys;
 use metrics::Metrics;
 
@@ -27,7 +34,9 @@ const TICK: Duration = Duration::from_millis(250);
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(Root { context_id, worker: None })
+    });
 }}
 
 /// Per-VM (per worker thread) state, shared by the root context and the request contexts.
@@ -36,6 +45,8 @@ struct Worker {
     metrics: Metrics,
     remote: Option<RemoteKeys>,
     required_scope: String,
+    calls: Calls,
+    introspection_waiters: Coalescer<Waiter>,
 }
 
 type SharedWorker = Rc<RefCell<Worker>>;
@@ -58,22 +69,63 @@ fn now() -> Now {
     }
 }
 
-#[derive(Default)]
 struct Root {
+    context_id: u32,
     worker: Option<SharedWorker>,
-    /// The periodic fetch this root context dispatched, if one is in flight.
-    pending_fetch: Option<u32>,
+}
+
+impl Root {
+    fn configure(&self) -> Result<Worker, String> {
+        let bytes = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+            .map_err(|status| format!("cannot read the plugin configuration: {status:?}"))?
+            .unwrap_or_default();
+        let config = config::parse(&bytes).map_err(|err| err.to_string())?;
+        for warning in config.warnings() {
+            log::warn!("tokengate: {warning}");
+        }
+        let metrics =
+            Metrics::define().map_err(|status| format!("cannot define metrics: {status:?}"))?;
+        metrics.record_config(&config);
+        let remote = match &config.jwks {
+            Some(config::JwksSource::Remote(remote)) => Some(RemoteKeys::new(remote)),
+            _ => None,
+        };
+        let max_in_flight = config
+            .introspection
+            .as_ref()
+            .map_or(0, |introspection| introspection.max_in_flight);
+        let required_scope = config.required_scope_string();
+        let engine = Engine::new(config);
+        metrics.record_keys(engine.key_count());
+        // One queue per VM; a random name keeps workers from taking each other's queue.
+        let queue_name = format!(
+            "tokengate.wake.{:016x}",
+            RandomState::new().build_hasher().finish()
+        );
+        let wake_queue = match hostcalls::register_shared_queue(&queue_name) {
+            Ok(queue) => Some(queue),
+            Err(status) => {
+                log::warn!(
+                    "tokengate: no wake-up queue ({status:?}); requests will dispatch their own calls"
+                );
+                None
+            }
+        };
+        Ok(Worker {
+            engine,
+            metrics,
+            remote,
+            required_scope,
+            calls: Calls::new(self.context_id, wake_queue),
+            introspection_waiters: Coalescer::new(max_in_flight),
+        })
+    }
 }
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _: usize) {
-        if self.pending_fetch != Some(token) {
-            return;
-        }
-        self.pending_fetch = None;
-        if let Some(worker) = &self.worker {
-            let response = keys::read_call_response(body_size);
-            keys::finish_fetch(&mut worker.borrow_mut(), response, now());
+        if let Some(worker) = self.worker.clone() {
+            on_call_response(&worker, token, body_size);
         }
     }
 }
@@ -83,44 +135,12 @@ impl RootContext for Root {
         if let Ok(level) = hostcalls::get_log_level() {
             proxy_wasm::set_log_level(level);
         }
-        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => Vec::new(),
-            Err(status) => {
-                log::error!("tokengate: cannot read the plugin configuration: {status:?}");
+        let mut worker = match self.configure() {
+            Ok(worker) => worker,
+            Err(problem) => {
+                log::error!("tokengate: {problem}");
                 return false;
             }
-        };
-        let config = match config::parse(&bytes) {
-            Ok(config) => config,
-            Err(err) => {
-                log::error!("tokengate: {err}");
-                return false;
-            }
-        };
-        for warning in config.warnings() {
-            log::warn!("tokengate: {warning}");
-        }
-        let metrics = match Metrics::define() {
-            Ok(metrics) => metrics,
-            Err(status) => {
-                log::error!("tokengate: cannot define metrics: {status:?}");
-                return false;
-            }
-        };
-        metrics.record_config(&config);
-        let remote = match &config.jwks {
-            config::JwksSource::Remote(remote) => Some(RemoteKeys::new(remote)),
-            config::JwksSource::Inline(_) => None,
-        };
-        let required_scope = config.required_scope_string();
-        let engine = Engine::new(config);
-        metrics.record_keys(engine.key_count());
-        let mut worker = Worker {
-            engine,
-            metrics,
-            remote,
-            required_scope,
         };
         if worker.remote.is_some() {
             keys::sync_from_shared(&mut worker);
@@ -137,17 +157,36 @@ impl RootContext for Root {
         let Some(worker) = &self.worker else {
             return;
         };
-        let mut worker = worker.borrow_mut();
-        keys::sync_from_shared(&mut worker);
-        if self.pending_fetch.is_none() {
-            self.pending_fetch = keys::start_periodic_fetch(&mut worker, now());
+        let failed = {
+            let mut worker = worker.borrow_mut();
+            keys::sync_from_shared(&mut worker);
+            if worker.calls.is_pending(&Call::PeriodicJwks)
+                || !keys::claim_periodic_fetch(&worker, now())
+            {
+                return;
+            }
+            calls::dispatch(&mut worker, Call::PeriodicJwks).is_err()
+        };
+        if failed {
+            keys::record_failure(&mut worker.borrow_mut(), now());
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        while let Ok(Some(_)) = hostcalls::dequeue_shared_queue(queue_id) {}
+        let Some(worker) = self.worker.clone() else {
+            return;
+        };
+        let failed = calls::dispatch_queued(&mut worker.borrow_mut());
+        for (call, response) in failed {
+            finish_call(&worker, call, &response);
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Request {
+            context_id,
             worker: self.worker.clone(),
-            paused_headers: None,
         }))
     }
 
@@ -157,97 +196,182 @@ impl RootContext for Root {
 }
 
 struct Request {
+    context_id: u32,
     worker: Option<SharedWorker>,
-    /// Headers of a request paused while its unknown `kid` triggers a key refetch.
-    paused_headers: Option<Vec<(String, Vec<u8>)>>,
 }
 
-/// What to do with a request once the worker is no longer borrowed (sending a local reply
-/// can re-enter the filter).
-enum Outcome {
+impl Context for Request {
+    // Only reached when there is no wake-up queue and this request dispatched a call itself.
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _: usize) {
+        if let Some(worker) = self.worker.clone() {
+            on_call_response(&worker, token, body_size);
+        }
+    }
+}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _count: usize, _end_of_stream: bool) -> Action {
+        let Some(worker) = self.worker.clone() else {
+            send(&unconfigured_response());
+            return Action::Pause;
+        };
+        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+            Ok(headers) => headers,
+            Err(status) => {
+                log::warn!("tokengate: cannot read request headers: {status:?}");
+                send(&unconfigured_response());
+                return Action::Pause;
+            }
+        };
+        let waiter = Waiter {
+            context_id: self.context_id,
+            headers,
+        };
+        match decide(&worker, waiter, None, true) {
+            Step::Forward => Action::Continue,
+            Step::Reply(response) => {
+                send(&response);
+                Action::Pause
+            }
+            Step::Wait => Action::Pause,
+        }
+    }
+}
+
+/// Where a request stands after a decision.
+enum Step {
     Forward,
-    Reply(Rejection),
-    WaitForKeys,
+    Reply(DenyResponse),
+    /// Paused until a call it waits on returns.
+    Wait,
 }
 
-impl Request {
-    fn decide(
-        &mut self,
-        worker: &SharedWorker,
-        headers: Vec<(String, Vec<u8>)>,
-        may_fetch: bool,
-    ) -> Outcome {
-        let now = now();
-        let mut worker = worker.borrow_mut();
-        let mut evaluation = worker.engine.authenticate(&headers, now.seconds);
-        let key_problem = matches!(
-            evaluation.decision,
-            Decision::Deny(Rejection::UnknownKey | Rejection::KeysUnavailable)
-        );
-        if key_problem && worker.remote.is_some() {
-            // Another worker may already have fetched newer keys into shared data.
-            if keys::sync_from_shared(&mut worker) {
-                evaluation = worker.engine.authenticate(&headers, now.seconds);
-            }
-            if may_fetch
-                && evaluation.decision == Decision::Deny(Rejection::UnknownKey)
-                && keys::start_kid_refetch(&mut worker, now)
-            {
-                self.paused_headers = Some(headers);
-                return Outcome::WaitForKeys;
-            }
+/// Decides on a request in the current effective context: applies an admission's header
+/// changes, builds a refusal, or parks the request on the call it needs.
+fn decide(
+    worker: &SharedWorker,
+    waiter: Waiter,
+    outcome: Option<&IntrospectionOutcome>,
+    may_refetch_keys: bool,
+) -> Step {
+    let now = now();
+    let mut guard = worker.borrow_mut();
+    let worker = &mut *guard;
+    let evaluate = |worker: &mut Worker, waiter: &Waiter| match outcome {
+        None => worker.engine.authenticate(&waiter.headers, now.seconds),
+        Some(outcome) => worker.engine.resume(&waiter.headers, outcome, now.seconds),
+    };
+    let mut evaluation: Evaluation = evaluate(worker, &waiter);
+    let key_problem = matches!(
+        evaluation.decision,
+        Decision::Deny(Rejection::UnknownKey | Rejection::KeysUnavailable)
+    );
+    if key_problem && worker.remote.is_some() {
+        // Another worker may already have fetched newer keys into shared data.
+        if keys::sync_from_shared(worker) {
+            evaluation = evaluate(worker, &waiter);
         }
-        worker.metrics.record_cache(evaluation.cache);
-        match evaluation.decision {
-            Decision::Allow(admission) => {
-                apply_updates(&worker, &admission);
-                worker.metrics.record_allowed();
-                Outcome::Forward
+        if may_refetch_keys && evaluation.decision == Decision::Deny(Rejection::UnknownKey) {
+            let already = worker.calls.is_pending(&Call::KidRefetch);
+            if already || keys::claim_kid_refetch(worker, now) {
+                if !already && !start_call(worker, Call::KidRefetch) {
+                    // Nothing will answer: decide without new keys.
+                    keys::record_failure(worker, now);
+                    return settle(worker, evaluation);
+                }
+                worker.calls.kid_waiters.push(waiter);
+                return Step::Wait;
             }
-            Decision::Deny(rejection) => Outcome::Reply(rejection),
         }
     }
+    if let Decision::Introspect(token) = &evaluation.decision {
+        let token = Rc::clone(token);
+        return match worker.introspection_waiters.join(&token, waiter) {
+            Join::First => {
+                if start_call(worker, Call::Introspection(Rc::clone(&token))) {
+                    Step::Wait
+                } else {
+                    // The call could not start: this request was its only waiter.
+                    worker.introspection_waiters.take(&token);
+                    worker.metrics.record_idp_error(IdpFailure::Unreachable);
+                    let failed = Rejection::IdpUnavailable(IdpFailure::Unreachable);
+                    Step::Reply(refusal(worker, &failed))
+                }
+            }
+            Join::Joined => {
+                worker.metrics.increment(Counter::IntrospectionCoalesced);
+                Step::Wait
+            }
+            Join::Full => {
+                let overloaded = Rejection::IdpUnavailable(IdpFailure::Overloaded);
+                worker.metrics.record_idp_error(IdpFailure::Overloaded);
+                Step::Reply(refusal(worker, &overloaded))
+            }
+        };
+    }
+    settle(worker, evaluation)
+}
 
-    fn reply(&self, rejection: &Rejection) {
-        let Some(worker) = &self.worker else {
-            // Not configured on this worker: nothing can be judged.
-            let context = ResponseContext {
-                realm: config::DEFAULT_REALM,
-                required_scope: "",
-                retry_after_seconds: config::DEFAULT_RETRY_AFTER_SECONDS,
-            };
-            send(&deny_response(&Rejection::KeysUnavailable, &context));
-            return;
-        };
-        let response = {
-            let worker = worker.borrow();
-            worker.metrics.record_denied(rejection.reason());
-            let config = worker.engine.config();
-            let context = ResponseContext {
-                realm: &config.realm,
-                required_scope: &worker.required_scope,
-                retry_after_seconds: config.retry_after_seconds,
-            };
-            log::debug!("tokengate: denied: {rejection}");
-            deny_response(rejection, &context)
-        };
-        send(&response);
+/// Turns a final evaluation into a step, recording its metrics.
+fn settle(worker: &mut Worker, evaluation: Evaluation) -> Step {
+    worker
+        .metrics
+        .record_cache(evaluation.cache, evaluation.introspection_cache);
+    match evaluation.decision {
+        Decision::Allow(admission) => {
+            apply_updates(worker, &admission);
+            worker.metrics.increment(Counter::Allowed);
+            if admission.is_degraded() {
+                worker.metrics.increment(Counter::AllowedDegraded);
+            }
+            Step::Forward
+        }
+        Decision::Deny(rejection) => Step::Reply(refusal(worker, &rejection)),
+        // Introspection is handled by the caller before settling.
+        Decision::Introspect(_) => Step::Wait,
     }
 }
 
-fn send(response: &DenyResponse) {
-    let headers: Vec<(&str, &str)> = response
-        .headers
-        .iter()
-        .map(|(name, value)| (*name, value.as_str()))
-        .collect();
-    if let Err(status) = hostcalls::send_http_response(
-        u32::from(response.status),
-        headers,
-        Some(response.body.as_bytes()),
-    ) {
-        log::warn!("tokengate: cannot send the local reply: {status:?}");
+/// Starts a call: queued for the root context, or dispatched right here without a queue.
+fn start_call(worker: &mut Worker, call: Call) -> bool {
+    if calls::schedule(worker, call.clone()) {
+        return true;
     }
+    calls::dispatch(worker, call).is_ok()
+}
+
+fn on_call_response(worker: &SharedWorker, token: u32, body_size: usize) {
+    let taken = calls::take_response(&mut worker.borrow_mut(), token, body_size);
+    if let Some((call, response)) = taken {
+        finish_call(worker, call, &response);
+    }
+}
+
+/// Applies a finished call and settles every request that waited on it, each in its own
+/// context. Requests whose client went away are skipped (their context no longer exists).
+fn finish_call(worker: &SharedWorker, call: Call, response: &calls::CallResponse) {
+    let completed = calls::complete(&mut worker.borrow_mut(), call, response, now());
+    let (waiters, outcome) = match completed {
+        Completed::Nothing => return,
+        Completed::KeysRefreshed(waiters) => (waiters, None),
+        Completed::Introspected(waiters, outcome) => (waiters, Some(outcome)),
+    };
+    let root_context_id = worker.borrow().calls.root_context_id;
+    for waiter in waiters {
+        if hostcalls::set_effective_context(waiter.context_id).is_err() {
+            continue;
+        }
+        match decide(worker, waiter, outcome.as_ref(), false) {
+            Step::Forward => {
+                if let Err(status) = hostcalls::resume_http_request() {
+                    log::warn!("tokengate: cannot resume a request: {status:?}");
+                }
+            }
+            Step::Reply(response) => send(&response),
+            Step::Wait => {}
+        }
+    }
+    let _ = hostcalls::set_effective_context(root_context_id);
 }
 
 /// Sets the forwarded claim headers and removes the token, as the admission says.
@@ -267,48 +391,43 @@ fn apply_updates(worker: &Worker, admission: &Admission) {
     });
 }
 
-impl Context for Request {
-    fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _: usize) {
-        let (Some(worker), Some(headers)) = (self.worker.clone(), self.paused_headers.take())
-        else {
-            return;
-        };
-        let response = keys::read_call_response(body_size);
-        keys::finish_fetch(&mut worker.borrow_mut(), response, now());
-        match self.decide(&worker, headers, false) {
-            Outcome::Forward => {
-                if let Err(status) = hostcalls::resume_http_request() {
-                    log::warn!("tokengate: cannot resume the request: {status:?}");
-                }
-            }
-            Outcome::Reply(rejection) => self.reply(&rejection),
-            // decide() with may_fetch = false never waits again.
-            Outcome::WaitForKeys => self.reply(&Rejection::UnknownKey),
-        }
-    }
+fn refusal(worker: &Worker, rejection: &Rejection) -> DenyResponse {
+    worker.metrics.record_denied(rejection.reason());
+    log::debug!("tokengate: denied: {rejection}");
+    let config = worker.engine.config();
+    deny_response(
+        rejection,
+        &ResponseContext {
+            realm: &config.realm,
+            required_scope: &worker.required_scope,
+            retry_after_seconds: config.retry_after_seconds,
+        },
+    )
 }
 
-impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _count: usize, _end_of_stream: bool) -> Action {
-        let Some(worker) = self.worker.clone() else {
-            self.reply(&Rejection::KeysUnavailable);
-            return Action::Pause;
-        };
-        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-            Ok(headers) => headers,
-            Err(status) => {
-                log::warn!("tokengate: cannot read request headers: {status:?}");
-                self.reply(&Rejection::KeysUnavailable);
-                return Action::Pause;
-            }
-        };
-        match self.decide(&worker, headers, true) {
-            Outcome::Forward => Action::Continue,
-            Outcome::Reply(rejection) => {
-                self.reply(&rejection);
-                Action::Pause
-            }
-            Outcome::WaitForKeys => Action::Pause,
-        }
+/// The answer when this worker has no configuration: nothing can be judged.
+fn unconfigured_response() -> DenyResponse {
+    deny_response(
+        &Rejection::KeysUnavailable,
+        &ResponseContext {
+            realm: config::DEFAULT_REALM,
+            required_scope: "",
+            retry_after_seconds: config::DEFAULT_RETRY_AFTER_SECONDS,
+        },
+    )
+}
+
+fn send(response: &DenyResponse) {
+    let headers: Vec<(&str, &str)> = response
+        .headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    if let Err(status) = hostcalls::send_http_response(
+        u32::from(response.status),
+        headers,
+        Some(response.body.as_bytes()),
+    ) {
+        log::warn!("tokengate: cannot send the local reply: {status:?}");
     }
 }

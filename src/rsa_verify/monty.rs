@@ -1,0 +1,308 @@
+//! Montgomery arithmetic modulo a public RSA modulus, for verification only.
+//!
+//! Numbers are little-endian arrays of 28-bit limbs ("reduced radix"): a limb product is below
+//! 2⁵⁶, so a whole column of a product (at most 2·147 terms for 4096 bits, summed in two
+//! halves) fits a `u64` and carries are propagated once per column instead of once per limb
+//! product. Products are computed column by column with the reduction interleaved (Koç's
+//! "finely integrated product scanning"): at column k the Montgomery digit mₖ is chosen so
+//! that the column becomes divisible by 2²⁸, and the columns L..2L-1 form the result.
+//! With R = 2^(28·L) ≥ 4n, inputs below 2n give outputs below 2n, so no intermediate
+//! subtraction is needed; the final result is reduced once.
+//!
+//! Nothing here is constant-time: all inputs are public (key, signature, message digest).
+
+use super::kernel::Kernel;
+
+pub(crate) const LIMB_BITS: u32 = 28;
+const LIMB_MASK: u32 = (1 << LIMB_BITS) - 1;
+const MASK64: u64 = LIMB_MASK as u64;
+/// ⌈(4096 + 2) / 28⌉: the limbs of R for the largest accepted modulus.
+pub(crate) const MAX_LIMBS: usize = 147;
+/// Buffer length: `MAX_LIMBS` plus room for the vector kernel's last (masked) group of 4.
+pub(crate) const BUF: usize = 152;
+
+/// A number below R (limbs beyond the modulus length are zero).
+pub(crate) type Limbs = [u32; BUF];
+
+/// Per-key constants, computed once when the key is loaded.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Modulus {
+    /// L: limbs per number, ⌈(bits + 2) / 28⌉ so that R ≥ 4n.
+    len: usize,
+    n: Limbs,
+    /// n's limbs in reverse order (`n_rev[L-1-i] = n[i]`): a column of m·n then reads both
+    /// operands forward.
+    n_rev: Limbs,
+    /// -n⁻¹ mod 2²⁸.
+    n0_inv: u32,
+    /// R² mod n: turns a number into Montgomery form with one product.
+    r2: Limbs,
+}
+
+impl core::fmt::Debug for Modulus {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Modulus")
+            .field("limbs", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Limbs needed for a modulus of `bits` bits.
+pub(crate) const fn limbs_for(bits: usize) -> usize {
+    (bits + 2).div_ceil(LIMB_BITS as usize)
+}
+
+impl Modulus {
+    /// `n_be`: big-endian, no leading zero byte, odd, at most 4096 bits, at least 2 bits
+    /// (checked by the caller). Returns `None` if the checks did not hold after all.
+    pub(crate) fn new<K: Kernel>(n_be: &[u8]) -> Option<Modulus> {
+        let first = *n_be.first()?;
+        let bits = n_be.len() * 8 - first.leading_zeros() as usize;
+        let len = limbs_for(bits);
+        if first == 0 || len > MAX_LIMBS || bits < 2 || n_be.last()? & 1 == 0 {
+            return None;
+        }
+        let n = from_be_bytes(n_be, len)?;
+        let mut n_rev = [0; BUF];
+        reverse_into(&n, len, &mut n_rev);
+        let n0 = n[0];
+        // Newton's iteration for n0⁻¹ mod 2³²: correct to 3 bits at the start (odd n0),
+        // doubling each step.
+        let mut inv = n0;
+        for _ in 0..4 {
+            inv = inv.wrapping_mul(2u32.wrapping_sub(n0.wrapping_mul(inv)));
+        }
+        let mut modulus = Modulus {
+            len,
+            n,
+            n_rev,
+            n0_inv: inv.wrapping_neg() & LIMB_MASK,
+            r2: [0; BUF],
+        };
+        modulus.r2 = modulus.compute_r2::<K>(bits);
+        Some(modulus)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// R² mod n, as the Montgomery form of 2^(28·L): start from R mod n (the form of 1),
+    /// then square-and-double along the bits of 28·L.
+    fn compute_r2<K: Kernel>(&self, bits: usize) -> Limbs {
+        // 2^(bits-1) < n (n is odd), doubled up to 2^(28·L) mod n.
+        let mut x = [0u32; BUF];
+        let top = bits - 1;
+        if let Some(limb) = x.get_mut(top / LIMB_BITS as usize) {
+            *limb = 1 << (top % LIMB_BITS as usize);
+        }
+        for _ in top..self.len * LIMB_BITS as usize {
+            self.double_mod(&mut x);
+        }
+        let exponent = self.len * LIMB_BITS as usize;
+        let high = usize::BITS - 1 - exponent.leading_zeros();
+        // x is the form of 2^0; make it the form of 2^1 (the exponent's top bit).
+        self.double_mod(&mut x);
+        for bit in (0..high).rev() {
+            x = self.sqr::<K>(&x);
+            self.reduce_once(&mut x);
+            if exponent >> bit & 1 == 1 {
+                self.double_mod(&mut x);
+            }
+        }
+        x
+    }
+
+    /// x ← 2x mod n, for x < n.
+    fn double_mod(&self, x: &mut Limbs) {
+        let mut carry = 0;
+        for limb in x.iter_mut().take(self.len) {
+            let doubled = (*limb << 1) | carry;
+            carry = doubled >> LIMB_BITS;
+            *limb = doubled & LIMB_MASK;
+        }
+        self.reduce_once(x);
+    }
+
+    /// x ← x - n if x ≥ n, for x < 2n.
+    pub(crate) fn reduce_once(&self, x: &mut Limbs) {
+        let mut diff = [0u32; BUF];
+        let mut borrow = 0u32;
+        for ((d, &a), &b) in diff.iter_mut().zip(x.iter()).zip(&self.n).take(self.len) {
+            let t = a.wrapping_sub(b).wrapping_sub(borrow);
+            borrow = t >> 31;
+            *d = t & LIMB_MASK;
+        }
+        if borrow == 0 {
+            *x = diff;
+        }
+    }
+
+    /// a·b·R⁻¹ mod n (below 2n) for a, b below 2n; `b_rev` is b with its L limbs reversed.
+    pub(crate) fn mul<K: Kernel>(&self, a: &Limbs, b_rev: &Limbs) -> Limbs {
+        let l = self.len;
+        let mut m = [0u32; BUF];
+        let mut out = [0u32; BUF];
+        let mut carry = 0u64;
+        for k in 0..2 * l - 1 {
+            let lo = k.saturating_sub(l - 1);
+            let count = k.min(l - 1) + 1 - lo;
+            let ab = K::dot(tail(a, lo), tail(b_rev, l - 1 - k + lo), count);
+            carry = self.column::<K>(k, ab, carry, &mut m, &mut out);
+        }
+        set(&mut out, l - 1, carry);
+        out
+    }
+
+    /// a²·R⁻¹ mod n (below 2n) for a below 2n: each cross product aᵢaⱼ (i < j) once, doubled.
+    pub(crate) fn sqr<K: Kernel>(&self, a: &Limbs) -> Limbs {
+        let l = self.len;
+        let mut a_rev = [0u32; BUF];
+        reverse_into(a, l, &mut a_rev);
+        let mut m = [0u32; BUF];
+        let mut out = [0u32; BUF];
+        let mut carry = 0u64;
+        for k in 0..2 * l - 1 {
+            let lo = k.saturating_sub(l - 1);
+            // Cross terms i < k - i, i.e. i ≤ (k - 1) / 2.
+            let count = k.div_ceil(2).saturating_sub(lo);
+            let cross = K::dot(tail(a, lo), tail(&a_rev, l - 1 - k + lo), count);
+            let square = if k % 2 == 0 {
+                a.get(k / 2).map_or(0, |&x| u64::from(x) * u64::from(x))
+            } else {
+                0
+            };
+            carry = self.column::<K>(k, 2 * cross + square, carry, &mut m, &mut out);
+        }
+        set(&mut out, l - 1, carry);
+        out
+    }
+
+    /// Finishes column k of a product whose own terms sum to `ab`: adds the m·n terms and
+    /// the carry, chooses mₖ (k < L) or emits result limb k - L (k ≥ L). Returns the carry.
+    #[inline(always)]
+    fn column<K: Kernel>(
+        &self,
+        k: usize,
+        ab: u64,
+        carry: u64,
+        m: &mut Limbs,
+        out: &mut Limbs,
+    ) -> u64 {
+        let l = self.len;
+        // Terms mᵢ·n_{k-i} for the m already chosen; n_{k-i} = n_rev[L-1-k+i].
+        let (lo, count) = if k < l {
+            (0, k)
+        } else {
+            (k + 1 - l, 2 * l - 1 - k)
+        };
+        let mn = K::dot(tail(m, lo), tail(&self.n_rev, l - 1 - k + lo), count);
+        // ab and mn are each below 2⁶³ (≤ 147 products below 2⁵⁶), their sum may not be:
+        // add the low 28 bits and the rest separately.
+        let mut low = (ab & MASK64) + (mn & MASK64) + (carry & MASK64);
+        let high = (ab >> LIMB_BITS) + (mn >> LIMB_BITS) + (carry >> LIMB_BITS);
+        if k < l {
+            let digit = (low as u32).wrapping_mul(self.n0_inv) & LIMB_MASK;
+            low += u64::from(digit) * u64::from(self.n[0]);
+            set(m, k, u64::from(digit));
+        } else {
+            set(out, k - l, low & MASK64);
+        }
+        high + (low >> LIMB_BITS)
+    }
+
+    /// aᵉ mod n for a < n, e odd and ≥ 3: Montgomery form, left-to-right square-and-multiply,
+    /// and the last product taken with the plain a so that it leaves Montgomery form by
+    /// itself (e = 65537: 1 + 16 + 1 products). Fully reduced.
+    pub(crate) fn pow<K: Kernel>(&self, a: &Limbs, e: u64) -> Limbs {
+        let l = self.len;
+        let mut a_rev = [0u32; BUF];
+        reverse_into(a, l, &mut a_rev);
+        let x = self.mul::<K>(&self.r2, &a_rev);
+        let mut x_rev = [0u32; BUF];
+        reverse_into(&x, l, &mut x_rev);
+        let top = u64::BITS - 1 - e.leading_zeros();
+        let mut acc = x;
+        for bit in (1..top).rev() {
+            acc = self.sqr::<K>(&acc);
+            if e >> bit & 1 == 1 {
+                acc = self.mul::<K>(&acc, &x_rev);
+            }
+        }
+        if top > 0 {
+            acc = self.sqr::<K>(&acc);
+        }
+        let mut result = self.mul::<K>(&acc, &a_rev);
+        self.reduce_once(&mut result);
+        result
+    }
+}
+
+#[inline(always)]
+fn tail(x: &Limbs, from: usize) -> &[u32] {
+    x.get(from..).unwrap_or(&[])
+}
+
+#[inline(always)]
+fn set(x: &mut Limbs, i: usize, value: u64) {
+    if let Some(limb) = x.get_mut(i) {
+        *limb = value as u32;
+    }
+}
+
+fn reverse_into(x: &Limbs, len: usize, out: &mut Limbs) {
+    for (o, &v) in out.iter_mut().zip(x.iter().take(len).rev()) {
+        *o = v;
+    }
+}
+
+/// A big-endian byte string as `len` limbs; `None` if it does not fit.
+pub(crate) fn from_be_bytes(bytes: &[u8], len: usize) -> Option<Limbs> {
+    let mut limbs = [0u32; BUF];
+    let mut slots = limbs.iter_mut().take(len);
+    let mut acc = 0u64;
+    let mut acc_bits = 0;
+    for &byte in bytes.iter().rev() {
+        acc |= u64::from(byte) << acc_bits;
+        acc_bits += 8;
+        if acc_bits >= LIMB_BITS {
+            let limb = (acc & MASK64) as u32;
+            match slots.next() {
+                Some(slot) => *slot = limb,
+                None if limb == 0 => {}
+                None => return None,
+            }
+            acc >>= LIMB_BITS;
+            acc_bits -= LIMB_BITS;
+        }
+    }
+    if acc != 0 {
+        *slots.next()? = acc as u32;
+    }
+    Some(limbs)
+}
+
+/// Writes x big-endian into all of `out`; `false` if x does not fit.
+pub(crate) fn to_be_bytes(x: &Limbs, out: &mut [u8]) -> bool {
+    let mut bytes = out.iter_mut().rev();
+    let mut acc = 0u64;
+    let mut acc_bits = 0;
+    for &limb in x {
+        acc |= u64::from(limb) << acc_bits;
+        acc_bits += LIMB_BITS;
+        while acc_bits >= 8 {
+            match bytes.next() {
+                Some(byte) => *byte = acc as u8,
+                None if acc & 0xff == 0 => {}
+                None => return false,
+            }
+            acc >>= 8;
+            acc_bits -= 8;
+        }
+    }
+    if acc != 0 {
+        return false;
+    }
+    bytes.for_each(|byte| *byte = 0);
+    true
+}
