@@ -241,12 +241,13 @@ mod tests {
             change(&mut value);
             value
         };
-        let cases: Vec<(
-            &str,
+        type Case = (
+            &'static str,
             Option<u16>,
             Value,
             Result<Option<Rejection>, IdpFailure>,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             ("active", Some(200), active(), Ok(None)),
             (
                 "inactive",
