@@ -191,7 +191,7 @@ fn expected_jwt_plugin(idp: &str) -> Value {
 fn lists_the_gateways() {
     assert_eq!(
         gateways(&envoy_dir()).unwrap(),
-        ["jwt", "jwt-no-exp", "native-jwt", "no-auth"]
+        ["hybrid", "introspect", "jwt", "jwt-no-exp", "native-jwt", "no-auth"]
     );
 }
 
@@ -202,7 +202,7 @@ fn every_gateway_validates_natively_and_in_compose() {
     for (label, topology) in [("native", native(&wasm)), ("compose", compose(&wasm))] {
         let out = dir.join(label);
         let written = render_all(&envoy_dir(), &topology, &out).unwrap();
-        assert_eq!(written.len(), 4);
+        assert_eq!(written.len(), 6);
         for path in written {
             envoy_validate(&path);
         }
