@@ -4,6 +4,7 @@ pub mod backend;
 pub mod envoy;
 pub mod http;
 pub mod jwks_server;
+pub mod keycloak;
 pub mod paths;
 pub mod ports;
 pub mod process;
