@@ -167,6 +167,7 @@ fn expected_jwt_plugin(idp: &str) -> Value {
         "issuer": format!("http://{idp}/realms/tokengate"),
         "audiences": ["tokengate-api"],
         "algorithms": ["RS256", "ES256"],
+        "clock_skew_seconds": 5,
         "realm": "tokengate",
         "jwks": {"remote": {
             "cluster": "idp",
