@@ -1,6 +1,7 @@
 //! Native stack runner, backend and load driver for tokengate.
 
 pub mod backend;
+pub mod cpu;
 pub mod envoy;
 pub mod http;
 pub mod jwks_server;

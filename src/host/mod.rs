@@ -285,6 +285,10 @@ fn decide(
         }
     }
     if let Decision::Introspect(token) = &evaluation.decision {
+        // The resumed evaluation finds the verdict in hand, not in a cache: count lookups here.
+        worker
+            .metrics
+            .record_cache(evaluation.cache, evaluation.introspection_cache);
         let token = Rc::clone(token);
         return match worker.introspection_waiters.join(&token, waiter) {
             Join::First => {
@@ -308,6 +312,10 @@ fn decide(
                 Step::Reply(refusal(worker, &overloaded))
             }
         };
+    }
+    if outcome.is_some() {
+        // The first pass of this request already counted its local cache lookup.
+        evaluation.cache = crate::engine::CacheUse::NotUsed;
     }
     settle(worker, evaluation)
 }
