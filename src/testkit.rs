@@ -8,14 +8,33 @@ use jwt_compact::alg::{Ed25519, Es256, Rsa, RsaPrivateKey};
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm as JwsAlgorithm, AlgorithmSignature};
 use serde_json::{Map, Value, json};
+use std::sync::OnceLock;
 
 use crate::algorithm::{Algorithm, KeyFamily};
 
-/// A private test key.
-#[derive(Debug, Clone)]
+/// A private test key. Each fixture is parsed once per process.
+#[derive(Debug)]
 pub struct TestKey {
     private_jwk: Value,
     family: KeyFamily,
+    signer: OnceLock<Signer>,
+}
+
+#[derive(Debug)]
+enum Signer {
+    Rsa(Box<RsaPrivateKey>),
+    P256(Box<p256::ecdsa::SigningKey>),
+    Ed25519(Box<ed25519_compact::SecretKey>),
+}
+
+macro_rules! fixture {
+    ($name:ident, $file:literal, $family:expr, $doc:literal) => {
+        #[doc = $doc]
+        pub fn $name() -> &'static TestKey {
+            static KEY: OnceLock<TestKey> = OnceLock::new();
+            KEY.get_or_init(|| TestKey::load(include_str!($file), $family))
+        }
+    };
 }
 
 impl TestKey {
@@ -23,47 +42,60 @@ impl TestKey {
         TestKey {
             private_jwk: serde_json::from_str(text).expect("test key fixture is JSON"),
             family,
+            signer: OnceLock::new(),
         }
     }
 
-    pub fn rsa_a() -> TestKey {
-        Self::load(
-            include_str!("../testdata/keys/rsa-2048-a.json"),
-            KeyFamily::Rsa,
-        )
-    }
+    fixture!(
+        rsa_a,
+        "../testdata/keys/rsa-2048-a.json",
+        KeyFamily::Rsa,
+        "RSA 2048."
+    );
+    fixture!(
+        rsa_b,
+        "../testdata/keys/rsa-2048-b.json",
+        KeyFamily::Rsa,
+        "Another RSA 2048."
+    );
+    fixture!(
+        rsa_3072,
+        "../testdata/keys/rsa-3072.json",
+        KeyFamily::Rsa,
+        "RSA 3072."
+    );
+    fixture!(
+        rsa_weak,
+        "../testdata/keys/rsa-1024-weak.json",
+        KeyFamily::Rsa,
+        "RSA 1024: below the minimum, must be refused by key-set parsing."
+    );
+    fixture!(
+        p256,
+        "../testdata/keys/p256.json",
+        KeyFamily::P256,
+        "P-256, for ES256."
+    );
+    fixture!(
+        ed25519,
+        "../testdata/keys/ed25519.json",
+        KeyFamily::Ed25519,
+        "Ed25519, for EdDSA."
+    );
 
-    pub fn rsa_b() -> TestKey {
-        Self::load(
-            include_str!("../testdata/keys/rsa-2048-b.json"),
-            KeyFamily::Rsa,
-        )
-    }
-
-    pub fn rsa_3072() -> TestKey {
-        Self::load(
-            include_str!("../testdata/keys/rsa-3072.json"),
-            KeyFamily::Rsa,
-        )
-    }
-
-    /// 1024 bits: below the minimum, must be refused by key-set parsing.
-    pub fn rsa_weak() -> TestKey {
-        Self::load(
-            include_str!("../testdata/keys/rsa-1024-weak.json"),
-            KeyFamily::Rsa,
-        )
-    }
-
-    pub fn p256() -> TestKey {
-        Self::load(include_str!("../testdata/keys/p256.json"), KeyFamily::P256)
-    }
-
-    pub fn ed25519() -> TestKey {
-        Self::load(
-            include_str!("../testdata/keys/ed25519.json"),
-            KeyFamily::Ed25519,
-        )
+    fn signer(&self) -> &Signer {
+        self.signer.get_or_init(|| {
+            let jwk: JsonWebKey<'_> = serde_json::from_value(self.private_jwk.clone()).unwrap();
+            match self.family {
+                KeyFamily::Rsa => Signer::Rsa(Box::new(RsaPrivateKey::try_from(&jwk).unwrap())),
+                KeyFamily::P256 => {
+                    Signer::P256(Box::new(p256::ecdsa::SigningKey::try_from(&jwk).unwrap()))
+                }
+                KeyFamily::Ed25519 => Signer::Ed25519(Box::new(
+                    ed25519_compact::SecretKey::try_from(&jwk).unwrap(),
+                )),
+            }
+        })
     }
 
     /// The public half as a JWK with `kid` and optionally `alg`, `use: sig`.
@@ -90,18 +122,10 @@ impl TestKey {
     /// Signs `data` with `alg`, which must suit the key's family.
     pub fn sign(&self, alg: Algorithm, data: &[u8]) -> Vec<u8> {
         assert_eq!(alg.family(), self.family, "{alg} does not suit this key");
-        let jwk: JsonWebKey<'_> = serde_json::from_value(self.private_jwk.clone()).unwrap();
-        match alg {
-            Algorithm::Es256 => {
-                let key = p256::ecdsa::SigningKey::try_from(&jwk).unwrap();
-                sign_with(&Es256, &key, data)
-            }
-            Algorithm::EdDsa => {
-                let key = ed25519_compact::SecretKey::try_from(&jwk).unwrap();
-                sign_with(&Ed25519, &key, data)
-            }
-            rsa_alg => {
-                let key = RsaPrivateKey::try_from(&jwk).unwrap();
+        match (alg, self.signer()) {
+            (Algorithm::Es256, Signer::P256(key)) => sign_with(&Es256, key, data),
+            (Algorithm::EdDsa, Signer::Ed25519(key)) => sign_with(&Ed25519, key, data),
+            (rsa_alg, Signer::Rsa(key)) => {
                 let rsa = match rsa_alg {
                     Algorithm::Rs256 => Rsa::rs256(),
                     Algorithm::Rs384 => Rsa::rs384(),
@@ -110,8 +134,9 @@ impl TestKey {
                     Algorithm::Ps384 => Rsa::ps384(),
                     _ => Rsa::ps512(),
                 };
-                sign_with(&rsa, &key, data)
+                sign_with(&rsa, key, data)
             }
+            _ => panic!("{alg} does not suit this key"),
         }
     }
 }
