@@ -432,7 +432,7 @@ mod tests {
     fn token(exp: i64) -> String {
         TokenSpec::access_token(Algorithm::Rs256, "a", ISSUER, "api", NOW)
             .claim("exp", exp)
-            .sign(&TestKey::rsa_a())
+            .sign(TestKey::rsa_a())
     }
 
     fn request(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
@@ -515,7 +515,7 @@ mod tests {
         let rotated = format!(
             "Bearer {}",
             TokenSpec::access_token(Algorithm::Rs256, "b", ISSUER, "api", NOW)
-                .sign(&TestKey::rsa_b())
+                .sign(TestKey::rsa_b())
         );
         let req = request(&[("authorization", &rotated)]);
         assert_eq!(engine.authenticate(&req, NOW).cache, CacheUse::Miss);

@@ -57,7 +57,7 @@ fn check(config: &Config, token: &str) -> Result<Verified, Rejection> {
 
 /// Header and payload as raw JSON text, signed correctly with the RSA key.
 fn raw(header: &str, payload: &str) -> String {
-    sign_raw(header, payload, &TestKey::rsa_a(), Algorithm::Rs256)
+    sign_raw(header, payload, TestKey::rsa_a(), Algorithm::Rs256)
 }
 
 fn payload_json(spec: &TokenSpec) -> String {
@@ -67,7 +67,7 @@ fn payload_json(spec: &TokenSpec) -> String {
 #[test]
 fn rejection_table() {
     let config = config_with(json!({}));
-    let valid = rs256().sign(&TestKey::rsa_a());
+    let valid = rs256().sign(TestKey::rsa_a());
     let (valid_header, rest) = valid.split_once('.').unwrap();
     let header_json = r#"{"alg":"RS256","typ":"JWT","kid":"rsa"}"#;
     let payload = payload_json(&rs256());
@@ -77,24 +77,24 @@ fn rejection_table() {
         (
             "valid PS256",
             TokenSpec::access_token(Algorithm::Ps256, "pss", ISSUER, AUDIENCE, NOW)
-                .sign(&TestKey::rsa_b()),
+                .sign(TestKey::rsa_b()),
             Ok(()),
         ),
         (
             "valid ES256",
             TokenSpec::access_token(Algorithm::Es256, "ec", ISSUER, AUDIENCE, NOW)
-                .sign(&TestKey::p256()),
+                .sign(TestKey::p256()),
             Ok(()),
         ),
         (
             "valid EdDSA",
             TokenSpec::access_token(Algorithm::EdDsa, "ed", ISSUER, AUDIENCE, NOW)
-                .sign(&TestKey::ed25519()),
+                .sign(TestKey::ed25519()),
             Ok(()),
         ),
         (
             "no kid, single RS256 key",
-            rs256().without_header("kid").sign(&TestKey::rsa_a()),
+            rs256().without_header("kid").sign(TestKey::rsa_a()),
             Ok(()),
         ),
         // structure and encoding
@@ -193,17 +193,17 @@ fn rejection_table() {
         ),
         (
             "alg not in allowlist",
-            rs256().header("alg", "RS384").sign(&TestKey::rsa_a()),
+            rs256().header("alg", "RS384").sign(TestKey::rsa_a()),
             Err(R::DisallowedAlgorithm),
         ),
         (
             "PS256 against an RS256-only key",
-            rs256().header("alg", "PS256").sign(&TestKey::rsa_a()),
+            rs256().header("alg", "PS256").sign(TestKey::rsa_a()),
             Err(R::DisallowedAlgorithm),
         ),
         (
             "ES256 against an RSA key",
-            rs256().header("alg", "ES256").sign(&TestKey::p256()),
+            rs256().header("alg", "ES256").sign(TestKey::p256()),
             Err(R::DisallowedAlgorithm),
         ),
         // header extensions and typing
@@ -211,44 +211,44 @@ fn rejection_table() {
             "crit",
             rs256()
                 .header("crit", json!(["exp"]))
-                .sign(&TestKey::rsa_a()),
+                .sign(TestKey::rsa_a()),
             Err(R::Malformed(M::CriticalHeader)),
         ),
         (
             "b64 false",
-            rs256().header("b64", false).sign(&TestKey::rsa_a()),
+            rs256().header("b64", false).sign(TestKey::rsa_a()),
             Err(R::Malformed(M::UnencodedPayload)),
         ),
         (
             "b64 true",
-            rs256().header("b64", true).sign(&TestKey::rsa_a()),
+            rs256().header("b64", true).sign(TestKey::rsa_a()),
             Ok(()),
         ),
         (
             "nested JWT (cty)",
-            rs256().header("cty", "JWT").sign(&TestKey::rsa_a()),
+            rs256().header("cty", "JWT").sign(TestKey::rsa_a()),
             Err(R::Malformed(M::ContentType)),
         ),
         (
             "header typ at+jwt",
-            rs256().header("typ", "at+jwt").sign(&TestKey::rsa_a()),
+            rs256().header("typ", "at+jwt").sign(TestKey::rsa_a()),
             Ok(()),
         ),
         (
             "header typ absent",
-            rs256().without_header("typ").sign(&TestKey::rsa_a()),
+            rs256().without_header("typ").sign(TestKey::rsa_a()),
             Ok(()),
         ),
         (
             "header typ dpop+jwt",
-            rs256().header("typ", "dpop+jwt").sign(&TestKey::rsa_a()),
+            rs256().header("typ", "dpop+jwt").sign(TestKey::rsa_a()),
             Err(R::WrongTokenType),
         ),
         (
             "jku is never fetched",
             rs256()
                 .header("jku", "http://evil.example/jwks")
-                .sign(&TestKey::rsa_a()),
+                .sign(TestKey::rsa_a()),
             Ok(()),
         ),
         // payload shape
@@ -289,43 +289,43 @@ fn rejection_table() {
             "exp as string",
             rs256()
                 .claim("exp", (NOW + 100).to_string())
-                .sign(&TestKey::rsa_a()),
+                .sign(TestKey::rsa_a()),
             Err(R::Malformed(M::Claims)),
         ),
         (
             "nbf as string",
-            rs256().claim("nbf", "0").sign(&TestKey::rsa_a()),
+            rs256().claim("nbf", "0").sign(TestKey::rsa_a()),
             Err(R::Malformed(M::Claims)),
         ),
         (
             "iat as bool",
-            rs256().claim("iat", true).sign(&TestKey::rsa_a()),
+            rs256().claim("iat", true).sign(TestKey::rsa_a()),
             Err(R::Malformed(M::Claims)),
         ),
         // time
         (
             "missing exp",
-            rs256().without_claim("exp").sign(&TestKey::rsa_a()),
+            rs256().without_claim("exp").sign(TestKey::rsa_a()),
             Err(R::MissingExpiration),
         ),
         (
             "expired beyond skew",
-            rs256().claim("exp", NOW - 31).sign(&TestKey::rsa_a()),
+            rs256().claim("exp", NOW - 31).sign(TestKey::rsa_a()),
             Err(R::Expired),
         ),
         (
             "expired within skew",
-            rs256().claim("exp", NOW - 29).sign(&TestKey::rsa_a()),
+            rs256().claim("exp", NOW - 29).sign(TestKey::rsa_a()),
             Ok(()),
         ),
         (
             "nbf beyond skew",
-            rs256().claim("nbf", NOW + 31).sign(&TestKey::rsa_a()),
+            rs256().claim("nbf", NOW + 31).sign(TestKey::rsa_a()),
             Err(R::NotYetValid),
         ),
         (
             "nbf within skew",
-            rs256().claim("nbf", NOW + 29).sign(&TestKey::rsa_a()),
+            rs256().claim("nbf", NOW + 29).sign(TestKey::rsa_a()),
             Ok(()),
         ),
         // issuer, audience, type
@@ -333,73 +333,73 @@ fn rejection_table() {
             "wrong issuer",
             rs256()
                 .claim("iss", "http://evil/realms/tokengate")
-                .sign(&TestKey::rsa_a()),
+                .sign(TestKey::rsa_a()),
             Err(R::WrongIssuer),
         ),
         (
             "issuer with trailing slash",
             rs256()
                 .claim("iss", format!("{ISSUER}/"))
-                .sign(&TestKey::rsa_a()),
+                .sign(TestKey::rsa_a()),
             Err(R::WrongIssuer),
         ),
         (
             "missing issuer",
-            rs256().without_claim("iss").sign(&TestKey::rsa_a()),
+            rs256().without_claim("iss").sign(TestKey::rsa_a()),
             Err(R::WrongIssuer),
         ),
         (
             "issuer not a string",
-            rs256().claim("iss", 7).sign(&TestKey::rsa_a()),
+            rs256().claim("iss", 7).sign(TestKey::rsa_a()),
             Err(R::Malformed(M::ClaimType)),
         ),
         (
             "wrong audience",
-            rs256().claim("aud", "account").sign(&TestKey::rsa_a()),
+            rs256().claim("aud", "account").sign(TestKey::rsa_a()),
             Err(R::WrongAudience),
         ),
         (
             "audience in array",
             rs256()
                 .claim("aud", json!(["account", AUDIENCE]))
-                .sign(&TestKey::rsa_a()),
+                .sign(TestKey::rsa_a()),
             Ok(()),
         ),
         (
             "empty audience array",
-            rs256().claim("aud", json!([])).sign(&TestKey::rsa_a()),
+            rs256().claim("aud", json!([])).sign(TestKey::rsa_a()),
             Err(R::WrongAudience),
         ),
         (
             "missing audience",
-            rs256().without_claim("aud").sign(&TestKey::rsa_a()),
+            rs256().without_claim("aud").sign(TestKey::rsa_a()),
             Err(R::WrongAudience),
         ),
         (
             "audience not strings",
             rs256()
                 .claim("aud", json!([AUDIENCE, 1]))
-                .sign(&TestKey::rsa_a()),
+                .sign(TestKey::rsa_a()),
             Err(R::Malformed(M::ClaimType)),
         ),
         (
             "ID token",
-            rs256().claim("typ", "ID").sign(&TestKey::rsa_a()),
+            rs256().claim("typ", "ID").sign(TestKey::rsa_a()),
             Err(R::WrongTokenType),
         ),
         (
             "refresh token",
-            rs256().claim("typ", "Refresh").sign(&TestKey::rsa_a()),
+            rs256().claim("typ", "Refresh").sign(TestKey::rsa_a()),
             Err(R::WrongTokenType),
         ),
         (
             "typ bearer (case)",
-            rs256().claim("typ", "bearer").sign(&TestKey::rsa_a()),
+            rs256().claim("typ", "bearer").sign(TestKey::rsa_a()),
             Ok(()),
         ),
         (
             "no payload typ, header JWT",
-            rs256().without_claim("typ").sign(&TestKey::rsa_a()),
+            rs256().without_claim("typ").sign(TestKey::rsa_a()),
             Err(R::WrongTokenType),
         ),
         (
@@ -407,13 +407,13 @@ fn rejection_table() {
             rs256()
                 .without_claim("typ")
                 .header("typ", "at+jwt")
-                .sign(&TestKey::rsa_a()),
+                .sign(TestKey::rsa_a()),
             Ok(()),
         ),
         // keys and signatures
         (
             "unknown kid",
-            rs256().header("kid", "rotated").sign(&TestKey::rsa_a()),
+            rs256().header("kid", "rotated").sign(TestKey::rsa_a()),
             Err(R::UnknownKey),
         ),
         (
@@ -423,7 +423,7 @@ fn rejection_table() {
         ),
         (
             "signed by another key",
-            rs256().sign(&TestKey::rsa_b()),
+            rs256().sign(TestKey::rsa_b()),
             Err(R::BadSignature),
         ),
         (
@@ -455,12 +455,12 @@ fn rejection_table() {
             "control character in a forwarded claim",
             rs256()
                 .claim("sub", "a\r\nx-admin: 1")
-                .sign(&TestKey::rsa_a()),
+                .sign(TestKey::rsa_a()),
             Err(R::UnforwardableClaim),
         ),
         (
             "control character in an ignored claim",
-            rs256().claim("name", "a\nb").sign(&TestKey::rsa_a()),
+            rs256().claim("name", "a\nb").sign(TestKey::rsa_a()),
             Ok(()),
         ),
     ];
@@ -475,7 +475,7 @@ fn oversize_tokens_are_refused_before_parsing() {
     let config = config_with(json!({"max_token_bytes": 1024}));
     let big = rs256()
         .claim("padding", "x".repeat(2000))
-        .sign(&TestKey::rsa_a());
+        .sign(TestKey::rsa_a());
     assert_eq!(
         check(&config, &big),
         Err(R::TokenTooLarge {
@@ -494,11 +494,11 @@ fn oversize_tokens_are_refused_before_parsing() {
 
 #[test]
 fn configuration_changes_the_rules() {
-    let expired = rs256().claim("exp", NOW - 3600).sign(&TestKey::rsa_a());
-    let no_exp = rs256().without_claim("exp").sign(&TestKey::rsa_a());
-    let future = rs256().claim("nbf", NOW + 3600).sign(&TestKey::rsa_a());
-    let id_token = rs256().claim("typ", "ID").sign(&TestKey::rsa_a());
-    let other_aud = rs256().claim("aud", "account").sign(&TestKey::rsa_a());
+    let expired = rs256().claim("exp", NOW - 3600).sign(TestKey::rsa_a());
+    let no_exp = rs256().without_claim("exp").sign(TestKey::rsa_a());
+    let future = rs256().claim("nbf", NOW + 3600).sign(TestKey::rsa_a());
+    let id_token = rs256().claim("typ", "ID").sign(TestKey::rsa_a());
+    let other_aud = rs256().claim("aud", "account").sign(TestKey::rsa_a());
 
     let no_exp_check = config_with(json!({"claims_to_verify": ["nbf"]}));
     assert!(
@@ -524,7 +524,7 @@ fn configuration_changes_the_rules() {
 
     let rs256_only = config_with(json!({"algorithms": ["RS256"]}));
     let es = TokenSpec::access_token(Algorithm::Es256, "ec", ISSUER, AUDIENCE, NOW)
-        .sign(&TestKey::p256());
+        .sign(TestKey::p256());
     assert_eq!(
         check(&rs256_only, &es).map(|_| ()),
         Err(R::DisallowedAlgorithm)
@@ -553,11 +553,11 @@ fn scopes_from_scope_and_scp() {
         if let Some(scp) = scp.clone() {
             spec = spec.claim("scp", scp);
         }
-        let actual = check(&config, &spec.sign(&TestKey::rsa_a())).map(|_| ());
+        let actual = check(&config, &spec.sign(TestKey::rsa_a())).map(|_| ());
         assert_eq!(actual, expected, "scope={scope} scp={scp:?}");
     }
     // A forged token never earns a 403: the signature is checked first.
-    let forged = tamper_signature(&rs256().claim("scope", "none").sign(&TestKey::rsa_a()));
+    let forged = tamper_signature(&rs256().claim("scope", "none").sign(TestKey::rsa_a()));
     assert_eq!(check(&config, &forged).map(|_| ()), Err(R::BadSignature));
 }
 
@@ -572,9 +572,7 @@ fn forwarded_values() {
         {"claim": "realm_access.roles.deeper", "header": "x-deeper"},
         {"claim": "email_verified", "header": "x-verified"},
     ]}}));
-    let token = rs256()
-        .claim("email_verified", true)
-        .sign(&TestKey::rsa_a());
+    let token = rs256().claim("email_verified", true).sign(TestKey::rsa_a());
     let verified = check(&config, &token).unwrap();
     assert_eq!(verified.expires_at, Some(NOW + 3600));
     assert_eq!(
@@ -596,7 +594,7 @@ fn no_keys_yet_means_unavailable_but_garbage_is_still_rejected() {
     let config = config_with(json!({"jwks": {"remote": {
         "cluster": "idp", "authority": "idp", "path": "/certs"
     }}}));
-    let valid = rs256().sign(&TestKey::rsa_a());
+    let valid = rs256().sign(TestKey::rsa_a());
     assert_eq!(
         validate(&config, &KeySet::default(), &valid, NOW).map(|_| ()),
         Err(R::KeysUnavailable)
@@ -605,7 +603,7 @@ fn no_keys_yet_means_unavailable_but_garbage_is_still_rejected() {
         validate(&config, &KeySet::default(), "garbage", NOW).map(|_| ()),
         Err(R::Malformed(M::Structure))
     );
-    let expired = rs256().claim("exp", NOW - 3600).sign(&TestKey::rsa_a());
+    let expired = rs256().claim("exp", NOW - 3600).sign(TestKey::rsa_a());
     assert_eq!(
         validate(&config, &KeySet::default(), &expired, NOW).map(|_| ()),
         Err(R::Expired)
@@ -616,6 +614,6 @@ fn no_keys_yet_means_unavailable_but_garbage_is_still_rejected() {
 fn larger_rsa_keys_verify() {
     let keys = jwks(&[TestKey::rsa_3072().public_jwk("big", Some("RS256"))]);
     let config = config_with(json!({"jwks": {"inline": keys}}));
-    let token = rs256().header("kid", "big").sign(&TestKey::rsa_3072());
+    let token = rs256().header("kid", "big").sign(TestKey::rsa_3072());
     assert!(check(&config, &token).is_ok());
 }

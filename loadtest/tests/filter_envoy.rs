@@ -71,7 +71,7 @@ async fn every_outcome_has_its_status_challenge_and_metric() -> Result<()> {
     fixture.wait_for_keys().await?;
     let issuer = fixture.issuer();
     let now = unix_now();
-    let token = |spec: TokenSpec| spec.sign(&TestKey::rsa_a());
+    let token = |spec: TokenSpec| spec.sign(TestKey::rsa_a());
     let bearer = |token: String| format!("Bearer {token}");
 
     // Allowed: the identity reaches the backend, client-supplied identity headers do not.
@@ -97,7 +97,7 @@ async fn every_outcome_has_its_status_challenge_and_metric() -> Result<()> {
     assert_eq!(echoed["identity"]["authorization"], bearer(valid.clone()));
 
     let es256 = TokenSpec::access_token(Algorithm::Es256, "ec1", &issuer, AUDIENCE, now)
-        .sign(&TestKey::p256());
+        .sign(TestKey::p256());
     expect(
         &fixture,
         "ES256",
@@ -187,7 +187,7 @@ async fn every_outcome_has_its_status_challenge_and_metric() -> Result<()> {
             sign_raw(
                 r#"{"alg":"RS256","kid":"k1"}"#,
                 "[]",
-                &TestKey::rsa_a(),
+                TestKey::rsa_a(),
                 Algorithm::Rs256,
             ),
             "tokengate.denied.malformed",
@@ -340,7 +340,7 @@ async fn scopes_are_enforced_with_403() -> Result<()> {
     let granted = fixture
         .token()
         .claim("scope", "email orders:read")
-        .sign(&TestKey::rsa_a());
+        .sign(TestKey::rsa_a());
     let header = format!("Bearer {granted}");
     expect(
         &fixture,
@@ -365,7 +365,7 @@ async fn the_misconfigured_gateway_lets_expired_tokens_through() -> Result<()> {
     let expired = fixture
         .token()
         .claim("exp", unix_now() - 3600)
-        .sign(&TestKey::rsa_a());
+        .sign(TestKey::rsa_a());
     let header = format!("Bearer {expired}");
     expect(
         &fixture,
@@ -440,7 +440,7 @@ async fn key_rotation_is_picked_up_by_refetch_on_unknown_kid() -> Result<()> {
         200,
         published_keys(&[TestKey::rsa_b().public_jwk("k2", Some("RS256"))]),
     );
-    let rotated = fixture.token().header("kid", "k2").sign(&TestKey::rsa_b());
+    let rotated = fixture.token().header("kid", "k2").sign(TestKey::rsa_b());
     let header = format!("Bearer {rotated}");
     expect(
         &fixture,
@@ -455,7 +455,7 @@ async fn key_rotation_is_picked_up_by_refetch_on_unknown_kid() -> Result<()> {
     assert_eq!(fixture.stat("tokengate.jwks.kid_refetch").await?, 1);
 
     // Another unknown kid within 30 s is refused without hammering the IdP.
-    let unknown = fixture.token().header("kid", "k3").sign(&TestKey::rsa_b());
+    let unknown = fixture.token().header("kid", "k3").sign(TestKey::rsa_b());
     let header = format!("Bearer {unknown}");
     expect(
         &fixture,
@@ -537,10 +537,7 @@ async fn failed_refresh_keeps_the_last_good_keys() -> Result<()> {
         )
         .await?;
     // A fresh token (no cache entry) still validates against the kept keys.
-    let fresh = fixture
-        .token()
-        .claim("jti", "fresh")
-        .sign(&TestKey::rsa_a());
+    let fresh = fixture.token().claim("jti", "fresh").sign(TestKey::rsa_a());
     assert_eq!(fixture.get_bearer(&fresh).await?.status, 200);
     assert_eq!(fixture.stat("tokengate.jwks.keys_loaded").await?, 2);
     Ok(())
@@ -562,7 +559,7 @@ async fn workers_share_one_key_set() -> Result<()> {
         let token = fixture
             .token()
             .claim("jti", format!("t{i}"))
-            .sign(&TestKey::rsa_a());
+            .sign(TestKey::rsa_a());
         assert_eq!(fixture.get_bearer(&token).await?.status, 200);
     }
     assert!(started.elapsed() < Duration::from_secs(20));

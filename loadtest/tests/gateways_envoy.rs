@@ -61,7 +61,7 @@ async fn each_gateway_behaves_as_its_scenario_says() -> Result<()> {
         let expired = fixture
             .token()
             .claim("exp", unix_now() - 600)
-            .sign(&TestKey::rsa_a());
+            .sign(TestKey::rsa_a());
         // Envoy's jwt_authn fetches keys asynchronously too: wait for the first 200.
         let mut status = 0;
         for _ in 0..100 {

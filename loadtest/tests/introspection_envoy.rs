@@ -190,7 +190,7 @@ async fn too_many_open_calls_are_refused_not_queued() -> Result<()> {
             fixture
                 .token()
                 .claim("jti", format!("distinct-{i}"))
-                .sign(&TestKey::rsa_a())
+                .sign(TestKey::rsa_a())
         })
         .collect();
     let responses = join_all(tokens.iter().map(|t| fixture.get_bearer(t))).await;
@@ -219,10 +219,7 @@ async fn introspection_cache_positive_and_negative() -> Result<()> {
     ensure!(metric(&fixture, "tokengate.introspection.cache_miss").await? == 1);
 
     fixture.answer(200, json!({"active": false}));
-    let revoked = fixture
-        .token()
-        .claim("jti", "other")
-        .sign(&TestKey::rsa_a());
+    let revoked = fixture.token().claim("jti", "other").sign(TestKey::rsa_a());
     for _ in 0..3 {
         ensure!(fixture.get_bearer(&revoked).await?.status == 401);
     }
@@ -261,17 +258,14 @@ async fn hybrid_never_calls_for_invalid_tokens_and_can_fail_open() -> Result<()>
     let expired = fixture
         .token()
         .claim("exp", unix_now() - 60)
-        .sign(&TestKey::rsa_a());
+        .sign(TestKey::rsa_a());
     ensure!(fixture.get_bearer(&expired).await?.status == 401);
     ensure!(fixture.calls() == calls, "invalid tokens cost a call");
     ensure!(metric(&fixture, "tokengate.introspection.calls").await? == calls);
 
     // The IdP fails: fail-open admits, marked for the upstream, and counted.
     fixture.answer(500, json!({}));
-    let fresh = fixture
-        .token()
-        .claim("jti", "fresh")
-        .sign(&TestKey::rsa_a());
+    let fresh = fixture.token().claim("jti", "fresh").sign(TestKey::rsa_a());
     let response = fixture.get_bearer(&fresh).await?;
     ensure!(response.status == 200, "{}", response.status);
     ensure!(response.json()?["identity"]["x-tokengate-degraded"] == "idp-unavailable");

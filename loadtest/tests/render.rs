@@ -192,7 +192,14 @@ fn expected_jwt_plugin(idp: &str) -> Value {
 fn lists_the_gateways() {
     assert_eq!(
         gateways(&envoy_dir()).unwrap(),
-        ["hybrid", "introspect", "jwt", "jwt-no-exp", "native-jwt", "no-auth"]
+        [
+            "hybrid",
+            "introspect",
+            "jwt",
+            "jwt-no-exp",
+            "native-jwt",
+            "no-auth"
+        ]
     );
 }
 

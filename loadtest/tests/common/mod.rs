@@ -81,7 +81,7 @@ impl Fixture {
     }
 
     pub fn valid_token(&self) -> String {
-        self.token().sign(&TestKey::rsa_a())
+        self.token().sign(TestKey::rsa_a())
     }
 
     pub async fn get(&self, headers: &[(&str, &str)]) -> Result<Response> {
