@@ -1,6 +1,7 @@
 //! Bringing up a gateway natively: render its template for 127.0.0.1 and free ports, start
 //! Envoy on it, wait until it is ready.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -8,6 +9,8 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::envoy::{Envoy, EnvoyOptions};
+use crate::keycloak::Keycloak;
+use crate::process::ManagedProcess;
 use crate::ports::free_port;
 use crate::render::{self, Topology};
 
@@ -136,4 +139,94 @@ pub fn start_gateway_expecting_refusal(
         dir,
         Duration::from_secs(30),
     )
+}
+
+/// How the native stack is sized.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Envoy worker threads per gateway.
+    pub envoy_workers: u32,
+    pub backend_threads: usize,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            envoy_workers: 1,
+            backend_threads: 1,
+        }
+    }
+}
+
+/// The whole topology on 127.0.0.1: Keycloak (started here, or the one named by
+/// `TOKENGATE_KEYCLOAK_URL`), the backend, and one Envoy per gateway. Everything stops when it
+/// is dropped; every child also dies with this process.
+pub struct NativeStack {
+    pub dir: PathBuf,
+    keycloak: Keycloak,
+    _backend: ManagedProcess,
+    pub backend_addr: SocketAddr,
+    gateways: Vec<(String, RunningGateway)>,
+}
+
+impl NativeStack {
+    pub fn start(gateways: &[String], options: &StackOptions) -> Result<NativeStack> {
+        let dir = crate::paths::run_dir("stack");
+        let envoy_dir = crate::paths::repo_root().join("envoy");
+        let known = render::gateways(&envoy_dir)?;
+        if let Some(unknown) = gateways.iter().find(|g| !known.contains(g)) {
+            anyhow::bail!("unknown gateway `{unknown}`; envoy/ has {}", known.join(", "));
+        }
+        let keycloak = match Keycloak::from_env()? {
+            Some(external) => external,
+            None => Keycloak::start(&dir.join("keycloak"))?,
+        };
+        let (backend, backend_addr) =
+            crate::backend::spawn(&dir, "backend", options.backend_threads)?;
+        let mut running = Vec::new();
+        for name in gateways {
+            let gateway_dir = dir.join(name);
+            crate::paths::ensure_dir(&gateway_dir)?;
+            let spec = GatewaySpec::new(name).concurrency(options.envoy_workers);
+            let gateway = start_gateway(&gateway_dir, &spec, backend_addr.port(), keycloak.port())
+                .with_context(|| format!("starting gateway {name}"))?;
+            running.push((name.clone(), gateway));
+        }
+        Ok(NativeStack {
+            dir,
+            keycloak,
+            _backend: backend,
+            backend_addr,
+            gateways: running,
+        })
+    }
+
+    pub fn keycloak(&self) -> &Keycloak {
+        &self.keycloak
+    }
+
+    pub fn gateway(&self, name: &str) -> Option<&RunningGateway> {
+        self.gateways.iter().find(|(n, _)| n == name).map(|(_, g)| g)
+    }
+
+    pub fn gateways(&self) -> impl Iterator<Item = (&str, &RunningGateway)> {
+        self.gateways.iter().map(|(n, g)| (n.as_str(), g))
+    }
+
+    /// Where everything listens, one line per component.
+    pub fn describe(&self) -> String {
+        let mut lines = vec![
+            format!("keycloak   {}  (issuer {})", self.keycloak.base_url(), self.keycloak.issuer()),
+            format!("backend    http://{}", self.backend_addr),
+        ];
+        for (name, gateway) in &self.gateways {
+            lines.push(format!(
+                "{name:<10} {}  (admin http://127.0.0.1:{}/stats)",
+                gateway.url(""),
+                gateway.envoy.admin_port()
+            ));
+        }
+        lines.push(format!("logs       {}", self.dir.display()));
+        lines.join("\n")
+    }
 }
