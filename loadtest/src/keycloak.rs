@@ -97,6 +97,12 @@ pub const ES256: Client = Client {
     id: "tokengate-es256",
     secret: "es256-secret",
 };
+/// Client credentials; its tokens are for another API: `aud` holds `tokengate-gateway` (so
+/// introspection answers) but not `tokengate-api`.
+pub const OTHER_API: Client = Client {
+    id: "tokengate-other-api",
+    secret: "other-api-secret",
+};
 
 /// A realm user for the password grant (through [`LOADTEST`]), with realm
 /// role [`USER_ROLE`].

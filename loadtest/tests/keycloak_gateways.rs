@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use loadtest::backend;
 use loadtest::http::{self, Response};
-use loadtest::keycloak::{self, ES256, Keycloak, LOADTEST, SHORT_LIVED};
+use loadtest::keycloak::{self, ES256, Keycloak, LOADTEST, OTHER_API, SHORT_LIVED};
 use loadtest::process::ManagedProcess;
 use loadtest::stack::{GatewaySpec, RunningGateway, start_gateway};
 use serde_json::json;
@@ -180,6 +180,23 @@ async fn every_gateway_against_keycloak() -> Result<()> {
     );
     let es256 = mint(kc, ES256).await?;
     gateways.expect("ES256", &es256, &every(200)).await?;
+
+    // Issued for another API: refused everywhere but no-auth (introspect sees it active, then
+    // checks the audience).
+    let other_api = mint(kc, OTHER_API).await?;
+    let mut expected = every(401);
+    expected[0].1 = 200;
+    // Envoy's jwt_authn answers a wrong audience with 403, not RFC 6750's 401 invalid_token.
+    expected[1].1 = 403;
+    gateways
+        .expect("wrong audience", &other_api, &expected)
+        .await?;
+    ensure!(
+        gateways
+            .stat("introspect", "tokengate.denied.audience")
+            .await?
+            == 1
+    );
 
     // Tampered: refused everywhere but no-auth, and hybrid spends no call on it.
     let calls_before = gateways
