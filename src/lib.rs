@@ -17,6 +17,7 @@ pub mod jwks;
 pub mod jwks_refresh;
 pub mod metrics;
 pub mod rejection;
+pub mod rsa_verify;
 pub mod signature;
 pub mod token_source;
 pub mod validate;

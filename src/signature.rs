@@ -1,12 +1,17 @@
 //! Verifying keys and signature verification, through jwt-compact's `Algorithm` trait.
+//!
+//! RS*/PS* verify with [`crate::rsa_verify`] (plugged in as a jwt-compact algorithm, see its
+//! docs for why); ES256 and EdDSA with jwt-compact's `p256` and `ed25519-compact` support.
 
-use jwt_compact::alg::{Ed25519, Es256, Rsa, RsaPublicKey, StrongKey};
+use jwt_compact::alg::{Ed25519, Es256};
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm as JwsAlgorithm, AlgorithmSignature};
 
 use crate::algorithm::{Algorithm, KeyFamily};
+use crate::rsa_verify::{PublicKey as RsaPublicKey, RsaVerify};
 
-/// A public key ready to verify signatures. Built once per key when a key set is loaded.
+/// A public key ready to verify signatures. Built once per key when a key set is loaded
+/// (for RSA, with its Montgomery constants precomputed).
 #[derive(Debug, Clone)]
 pub enum VerifyingKey {
     Rsa(Box<RsaPublicKey>),
@@ -15,18 +20,26 @@ pub enum VerifyingKey {
 }
 
 impl VerifyingKey {
-    /// Converts a JWK of the given family. RSA keys under 2048 bits are refused (RFC 7518 §3.3).
+    /// Converts a JWK of the given family. RSA moduli outside 2048–4096 bits are refused
+    /// (RFC 7518 §3.3 sets the minimum), as are keys RFC 8017 §3.1 rules out (even n; e even,
+    /// below 3 or wider than 64 bits).
     pub fn from_jwk(jwk: &JsonWebKey<'_>, family: KeyFamily) -> Result<VerifyingKey, String> {
         match family {
             KeyFamily::Rsa => {
-                let key = RsaPublicKey::try_from(jwk).map_err(|err| err.to_string())?;
-                let strong = StrongKey::try_from(key).map_err(|_| {
-                    format!(
-                        "RSA modulus of {} bits is below the 2048-bit minimum",
-                        jwk_modulus_bits(jwk)
-                    )
-                })?;
-                Ok(VerifyingKey::Rsa(Box::new(strong.into_inner())))
+                let JsonWebKey::Rsa {
+                    modulus,
+                    public_exponent,
+                    ..
+                } = jwk
+                else {
+                    return Err(format!(
+                        "expected an RSA key, got key type {}",
+                        jwk.key_type()
+                    ));
+                };
+                RsaPublicKey::from_be_bytes(modulus, public_exponent)
+                    .map(|key| VerifyingKey::Rsa(Box::new(key)))
+                    .map_err(|err| err.to_string())
             }
             KeyFamily::P256 => p256::ecdsa::VerifyingKey::try_from(jwk)
                 .map(|key| VerifyingKey::P256(Box::new(key)))
@@ -43,22 +56,22 @@ impl VerifyingKey {
     pub fn verify(&self, alg: Algorithm, signed_data: &[u8], signature: &[u8]) -> bool {
         match (self, alg) {
             (VerifyingKey::Rsa(key), Algorithm::Rs256) => {
-                verify_with(&Rsa::rs256(), key, signed_data, signature)
+                verify_with(&RsaVerify::RS256, key, signed_data, signature)
             }
             (VerifyingKey::Rsa(key), Algorithm::Rs384) => {
-                verify_with(&Rsa::rs384(), key, signed_data, signature)
+                verify_with(&RsaVerify::RS384, key, signed_data, signature)
             }
             (VerifyingKey::Rsa(key), Algorithm::Rs512) => {
-                verify_with(&Rsa::rs512(), key, signed_data, signature)
+                verify_with(&RsaVerify::RS512, key, signed_data, signature)
             }
             (VerifyingKey::Rsa(key), Algorithm::Ps256) => {
-                verify_with(&Rsa::ps256(), key, signed_data, signature)
+                verify_with(&RsaVerify::PS256, key, signed_data, signature)
             }
             (VerifyingKey::Rsa(key), Algorithm::Ps384) => {
-                verify_with(&Rsa::ps384(), key, signed_data, signature)
+                verify_with(&RsaVerify::PS384, key, signed_data, signature)
             }
             (VerifyingKey::Rsa(key), Algorithm::Ps512) => {
-                verify_with(&Rsa::ps512(), key, signed_data, signature)
+                verify_with(&RsaVerify::PS512, key, signed_data, signature)
             }
             (VerifyingKey::P256(key), Algorithm::Es256) => {
                 verify_with(&Es256, key, signed_data, signature)
@@ -68,18 +81,6 @@ impl VerifyingKey {
             }
             _ => false,
         }
-    }
-}
-
-fn jwk_modulus_bits(jwk: &JsonWebKey<'_>) -> usize {
-    let JsonWebKey::Rsa { modulus, .. } = jwk else {
-        return 0;
-    };
-    let significant = modulus.iter().skip_while(|byte| **byte == 0);
-    let mut bytes = significant.clone();
-    match bytes.next() {
-        Some(first) => (significant.count() - 1) * 8 + (8 - first.leading_zeros() as usize),
-        None => 0,
     }
 }
 
