@@ -1,6 +1,7 @@
 //! Native stack runner, backend and load driver for tokengate.
 
 pub mod backend;
+pub mod compose;
 pub mod cpu;
 pub mod envoy;
 pub mod http;
