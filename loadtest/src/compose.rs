@@ -6,7 +6,7 @@
 //! same renderer for [`Topology::compose`], the same realm file, the Envoy and Keycloak
 //! versions the tests run, and no dangling service, mount or config path.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, anyhow};
@@ -35,9 +35,13 @@ fn resolved(compose_file: &Path, gateway: &str) -> Result<std::result::Result<Va
         .arg("config")
         .env("GATEWAY", gateway)
         .output()
-        .context("running docker-compose (Debian package docker-compose; scripts/setup installs it)")?;
+        .context(
+            "running docker-compose (Debian package docker-compose; scripts/setup installs it)",
+        )?;
     if !output.status.success() {
-        return Ok(Err(String::from_utf8_lossy(&output.stderr).trim().to_owned()));
+        return Ok(Err(String::from_utf8_lossy(&output.stderr)
+            .trim()
+            .to_owned()));
     }
     let text = String::from_utf8_lossy(&output.stdout);
     let yaml: serde_norway::Value = serde_norway::from_str(&text)?;
@@ -86,7 +90,9 @@ pub fn check(compose_file: &Path, repo_root: &Path) -> Result<Vec<String>> {
         let config = match resolved(compose_file, gateway)? {
             Ok(config) => config,
             Err(error) => {
-                problems.push(format!("GATEWAY={gateway}: docker-compose config fails: {error}"));
+                problems.push(format!(
+                    "GATEWAY={gateway}: docker-compose config fails: {error}"
+                ));
                 continue;
             }
         };
@@ -101,14 +107,25 @@ pub fn check(compose_file: &Path, repo_root: &Path) -> Result<Vec<String>> {
             continue;
         };
         for (name, service) in map {
-            for dependency in service["depends_on"].as_object().into_iter().flat_map(|d| d.keys()) {
+            for dependency in service["depends_on"]
+                .as_object()
+                .into_iter()
+                .flat_map(|d| d.keys())
+            {
                 if !map.contains_key(dependency) {
-                    problem(format!("`{name}` depends on undefined service `{dependency}`"));
+                    problem(format!(
+                        "`{name}` depends on undefined service `{dependency}`"
+                    ));
                 }
             }
             for (source, target) in volumes(service) {
-                if source.starts_with('/') && !source.ends_with("/out") && !Path::new(&source).exists() {
-                    problem(format!("`{name}` mounts {source} (for {target}), which does not exist"));
+                if source.starts_with('/')
+                    && !source.ends_with("/out")
+                    && !Path::new(&source).exists()
+                {
+                    problem(format!(
+                        "`{name}` mounts {source} (for {target}), which does not exist"
+                    ));
                 }
             }
         }
@@ -117,10 +134,13 @@ pub fn check(compose_file: &Path, repo_root: &Path) -> Result<Vec<String>> {
         let keycloak = &services["keycloak"];
         let image = keycloak["image"].as_str().unwrap_or_default();
         if image != format!("quay.io/keycloak/keycloak:{}", crate::keycloak::VERSION) {
-            problem(format!("keycloak image {image} is not the tested {}", crate::keycloak::VERSION));
+            problem(format!(
+                "keycloak image {image} is not the tested {}",
+                crate::keycloak::VERSION
+            ));
         }
         let realm_mounted = volumes(keycloak).iter().any(|(source, target)| {
-            PathBuf::from(source) == realm && target.starts_with("/opt/keycloak/data/import/")
+            Path::new(source) == realm && target.starts_with("/opt/keycloak/data/import/")
         });
         if !realm_mounted {
             problem(format!("keycloak does not import {}", realm.display()));
@@ -130,7 +150,9 @@ pub fn check(compose_file: &Path, repo_root: &Path) -> Result<Vec<String>> {
         let envoy = &services["envoy"];
         let image = envoy["image"].as_str().unwrap_or_default();
         if image != format!("envoyproxy/envoy:v{envoy_version}") {
-            problem(format!("envoy image {image} is not the tested {envoy_version}"));
+            problem(format!(
+                "envoy image {image} is not the tested {envoy_version}"
+            ));
         }
         let config_path = wasm_dir.join(format!("{gateway}.yaml"));
         let command = strings(&envoy["command"]);
@@ -153,15 +175,21 @@ pub fn check(compose_file: &Path, repo_root: &Path) -> Result<Vec<String>> {
                     .find(|(source, _)| *source == volume)
                     .map(|(_, target)| target);
                 match rendered_into {
-                    None => problem(format!("gateway-config does not write the `{volume}` volume envoy reads")),
+                    None => problem(format!(
+                        "gateway-config does not write the `{volume}` volume envoy reads"
+                    )),
                     Some(dir) => {
                         if !render_command.contains("loadtest render")
                             || !render_command.contains(&format!("--out {dir}"))
                         {
-                            problem(format!("gateway-config does not render with `loadtest render --out {dir}`"));
+                            problem(format!(
+                                "gateway-config does not render with `loadtest render --out {dir}`"
+                            ));
                         }
                         if !render_command.contains(&format!("{dir}/tokengate.wasm")) {
-                            problem(format!("gateway-config does not place the filter at {dir}/tokengate.wasm"));
+                            problem(format!(
+                                "gateway-config does not place the filter at {dir}/tokengate.wasm"
+                            ));
                         }
                     }
                 }
@@ -174,13 +202,19 @@ pub fn check(compose_file: &Path, repo_root: &Path) -> Result<Vec<String>> {
         // Backend and driver: the addresses the compose topology renders into the configs.
         let backend = strings(&services["backend"]["command"]).join(" ");
         if !backend.contains(&format!(":{}", topology.backend_port)) {
-            problem(format!("backend does not listen on port {}", topology.backend_port));
+            problem(format!(
+                "backend does not listen on port {}",
+                topology.backend_port
+            ));
         }
         let driver = strings(&services["loadtest"]["command"]).join(" ");
         for expected in [
             format!("--target http://envoy:{}", topology.listen_port),
             format!("--target-gateway {gateway}"),
-            format!("--keycloak http://{}:{}", topology.idp_host, topology.idp_port),
+            format!(
+                "--keycloak http://{}:{}",
+                topology.idp_host, topology.idp_port
+            ),
         ] {
             if !driver.contains(&expected) {
                 problem(format!("loadtest is not run with `{expected}`"));
@@ -188,7 +222,9 @@ pub fn check(compose_file: &Path, repo_root: &Path) -> Result<Vec<String>> {
         }
         for service in ["keycloak", "envoy"] {
             if services[service]["healthcheck"].is_null() {
-                problem(format!("`{service}` has no healthcheck (others wait for it)"));
+                problem(format!(
+                    "`{service}` has no healthcheck (others wait for it)"
+                ));
             }
         }
     }

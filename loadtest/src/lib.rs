@@ -3,10 +3,12 @@
 pub mod backend;
 pub mod compose;
 pub mod cpu;
+pub mod driver;
 pub mod envoy;
 pub mod http;
 pub mod jwks_server;
 pub mod keycloak;
+pub mod matrix;
 pub mod paths;
 pub mod ports;
 pub mod process;

@@ -5,12 +5,22 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use std::time::Duration;
+
 use loadtest::keycloak::Keycloak;
+use loadtest::matrix::findmax::{self, FindMaxConfig};
+use loadtest::matrix::report;
+use loadtest::matrix::scenario::Scenario;
+use loadtest::matrix::{self, ExternalTarget, MatrixConfig};
 use loadtest::render::{self, Topology};
 use loadtest::stack::{NativeStack, StackOptions};
 
 #[derive(Parser)]
-#[command(name = "loadtest", version, about = "tokengate's native stack runner and load driver")]
+#[command(
+    name = "loadtest",
+    version,
+    about = "tokengate's native stack runner and load driver"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -18,6 +28,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the scenario matrix (gateways × scenarios × rates) against the native stack (or an
+    /// already running one with --target), print the report, write report.json/.md and charts.
+    ///
+    /// Exit codes: 0 all verdicts as expected; 2 a security GAP on a gateway not known to be
+    /// insecure; 3 invalid run (the driver could not keep the schedule); 1 other failure.
+    Run(RunArgs),
     /// Start Keycloak, the backend and Envoy with the given gateways on free 127.0.0.1
     /// ports; print the URLs; tear everything down on Ctrl-C.
     Up {
@@ -53,6 +69,71 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Gateways to test, comma-separated (templates in envoy/).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "no-auth,native-jwt,jwt,jwt-no-exp,introspect,hybrid"
+    )]
+    gateways: Vec<String>,
+    /// Scenarios, comma-separated: generate-token, introspect-valid, introspect-expired,
+    /// introspect-invalid, api-valid, api-expired, api-invalid-signature, api-malformed,
+    /// api-missing, api-revoked, api-alg-none, api-wrong-audience. Default: all.
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Target rates in requests per second, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,500,1000")]
+    rates: Vec<f64>,
+    /// Measured seconds per cell.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Warm-up seconds per cell (same rate, not measured).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Distinct tokens per token kind.
+    #[arg(long, default_value_t = 50)]
+    pool_size: usize,
+    /// Driver threads (each a current-thread runtime with its own connections).
+    #[arg(long, default_value_t = 1)]
+    driver_threads: usize,
+    /// Connections (= requests in flight) the driver may open per cell.
+    #[arg(long, default_value_t = loadtest::driver::DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight: usize,
+    /// Envoy worker threads per gateway.
+    #[arg(long, default_value_t = 1)]
+    envoy_workers: u32,
+    /// Where report.json, report.md and the charts go.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Drive an already running gateway (e.g. the compose stack) at this URL instead of
+    /// starting the native stack; needs --target-gateway and --keycloak.
+    #[arg(long, requires_all = ["target_gateway", "keycloak"])]
+    target: Option<String>,
+    /// With --target: which gateway template it runs (decides the expected outcomes).
+    #[arg(long)]
+    target_gateway: Option<String>,
+    /// With --target: Keycloak's URL, as the gateway's issuer names it.
+    #[arg(long)]
+    keycloak: Option<String>,
+    /// Instead of the matrix: step the rate up per gateway until p99 exceeds --slo-ms or the
+    /// run turns invalid, and print the highest sustainable rate side by side.
+    #[arg(long)]
+    find_max: bool,
+    #[arg(long, default_value_t = 10.0)]
+    slo_ms: f64,
+    #[arg(long, default_value_t = 250.0)]
+    start_rate: f64,
+    #[arg(long, default_value_t = 1.4)]
+    factor: f64,
+    #[arg(long, default_value_t = 20000.0)]
+    max_rate: f64,
+    /// No progress bar (for logs).
+    #[arg(long)]
+    no_progress: bool,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Profile {
     /// Service hostnames of compose/docker-compose.yml.
@@ -62,6 +143,7 @@ enum Profile {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => return run(args),
         Command::Up {
             gateway,
             envoy_workers,
@@ -84,6 +166,62 @@ fn main() -> ExitCode {
     }
 }
 
+fn run(args: RunArgs) -> ExitCode {
+    match run_matrix(args) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("loadtest: {err:#}");
+            ExitCode::from(report::exit::FAILURE)
+        }
+    }
+}
+
+fn run_matrix(args: RunArgs) -> Result<u8> {
+    let mut config = MatrixConfig::default_matrix(args.out.clone());
+    config.gateways = args.gateways.clone();
+    if !args.scenarios.is_empty() {
+        config.scenarios = args
+            .scenarios
+            .iter()
+            .map(|name| {
+                Scenario::parse(name).ok_or_else(|| anyhow::anyhow!("unknown scenario `{name}`"))
+            })
+            .collect::<Result<_>>()?;
+    }
+    config.rates = args.rates.clone();
+    config.duration = Duration::from_secs_f64(args.duration);
+    config.warmup = Duration::from_secs_f64(args.warmup);
+    config.pool_size = args.pool_size;
+    config.driver_threads = args.driver_threads;
+    config.max_in_flight = args.max_in_flight;
+    config.envoy_workers = args.envoy_workers;
+    config.progress = !args.no_progress;
+    if let (Some(url), Some(gateway), Some(keycloak)) =
+        (&args.target, &args.target_gateway, &args.keycloak)
+    {
+        config.target = Some(ExternalTarget {
+            gateway_url: url.clone(),
+            gateway: gateway.clone(),
+            keycloak_url: keycloak.clone(),
+        });
+    }
+    if args.find_max {
+        let report = findmax::run(&FindMaxConfig {
+            start_rate: args.start_rate,
+            factor: args.factor,
+            max_rate: args.max_rate,
+            slo_p99: Duration::from_secs_f64(args.slo_ms / 1000.0),
+            step: config,
+        })?;
+        println!("{}", report.text());
+        return Ok(report::exit::OK);
+    }
+    let report = matrix::run(&config)?;
+    println!("{}", report.text());
+    println!("report: {}", config.out.join("report.md").display());
+    Ok(report.exit_code())
+}
+
 /// Blocks until Ctrl-C or SIGTERM.
 fn wait_for_shutdown() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -104,7 +242,10 @@ fn up(gateways: &[String], envoy_workers: u32) -> Result<()> {
         envoy_workers,
         ..StackOptions::default()
     };
-    eprintln!("starting Keycloak, the backend and {} ...", gateways.join(", "));
+    eprintln!(
+        "starting Keycloak, the backend and {} ...",
+        gateways.join(", ")
+    );
     let stack = NativeStack::start(gateways, &options)?;
     println!("{}", stack.describe());
     println!("Ctrl-C stops everything.");
@@ -125,7 +266,8 @@ fn keycloak(env_file: Option<PathBuf>) -> Result<()> {
     if let Some(path) = env_file {
         // Written whole, then renamed: a reader never sees half a file.
         let partial = path.with_extension("partial");
-        std::fs::write(&partial, &text).with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::write(&partial, &text)
+            .with_context(|| format!("writing {}", partial.display()))?;
         std::fs::rename(&partial, &path)?;
     }
     print!("{text}");

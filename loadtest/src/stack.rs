@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use crate::envoy::{Envoy, EnvoyOptions};
 use crate::keycloak::Keycloak;
-use crate::process::ManagedProcess;
 use crate::ports::free_port;
+use crate::process::ManagedProcess;
 use crate::render::{self, Topology};
 
 /// What to run: a gateway template, optionally with its plugin configuration patched.
@@ -170,12 +170,33 @@ pub struct NativeStack {
 }
 
 impl NativeStack {
+    /// Starts the stack with one Envoy per named gateway template.
     pub fn start(gateways: &[String], options: &StackOptions) -> Result<NativeStack> {
+        let entries: Vec<(String, GatewaySpec)> = gateways
+            .iter()
+            .map(|name| (name.clone(), GatewaySpec::new(name)))
+            .collect();
+        Self::start_specs(&entries, options)
+    }
+
+    /// Starts the stack with one Envoy per `(label, spec)`: a label names a gateway in the
+    /// stack, so the same template can run twice with different plugin patches.
+    pub fn start_specs(
+        gateways: &[(String, GatewaySpec)],
+        options: &StackOptions,
+    ) -> Result<NativeStack> {
         let dir = crate::paths::run_dir("stack");
         let envoy_dir = crate::paths::repo_root().join("envoy");
         let known = render::gateways(&envoy_dir)?;
-        if let Some(unknown) = gateways.iter().find(|g| !known.contains(g)) {
-            anyhow::bail!("unknown gateway `{unknown}`; envoy/ has {}", known.join(", "));
+        if let Some((_, unknown)) = gateways
+            .iter()
+            .find(|(_, spec)| !known.contains(&spec.gateway))
+        {
+            anyhow::bail!(
+                "unknown gateway `{}`; envoy/ has {}",
+                unknown.gateway,
+                known.join(", ")
+            );
         }
         let keycloak = match Keycloak::from_env()? {
             Some(external) => external,
@@ -184,13 +205,13 @@ impl NativeStack {
         let (backend, backend_addr) =
             crate::backend::spawn(&dir, "backend", options.backend_threads)?;
         let mut running = Vec::new();
-        for name in gateways {
-            let gateway_dir = dir.join(name);
+        for (label, spec) in gateways {
+            let gateway_dir = dir.join(label);
             crate::paths::ensure_dir(&gateway_dir)?;
-            let spec = GatewaySpec::new(name).concurrency(options.envoy_workers);
+            let spec = spec.clone().concurrency(options.envoy_workers);
             let gateway = start_gateway(&gateway_dir, &spec, backend_addr.port(), keycloak.port())
-                .with_context(|| format!("starting gateway {name}"))?;
-            running.push((name.clone(), gateway));
+                .with_context(|| format!("starting gateway {label}"))?;
+            running.push((label.clone(), gateway));
         }
         Ok(NativeStack {
             dir,
@@ -206,7 +227,10 @@ impl NativeStack {
     }
 
     pub fn gateway(&self, name: &str) -> Option<&RunningGateway> {
-        self.gateways.iter().find(|(n, _)| n == name).map(|(_, g)| g)
+        self.gateways
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, g)| g)
     }
 
     pub fn gateways(&self) -> impl Iterator<Item = (&str, &RunningGateway)> {
@@ -216,7 +240,11 @@ impl NativeStack {
     /// Where everything listens, one line per component.
     pub fn describe(&self) -> String {
         let mut lines = vec![
-            format!("keycloak   {}  (issuer {})", self.keycloak.base_url(), self.keycloak.issuer()),
+            format!(
+                "keycloak   {}  (issuer {})",
+                self.keycloak.base_url(),
+                self.keycloak.issuer()
+            ),
             format!("backend    http://{}", self.backend_addr),
         ];
         for (name, gateway) in &self.gateways {

@@ -526,6 +526,20 @@ fn closed_loop_against_the_backend() {
 }
 
 #[test]
+fn preconnected_connections_take_turns() {
+    let _serial = serial();
+    let (_backend, addr) = backend();
+    let mut config = open(addr, 100.0, 0, 500);
+    open_mut(&mut config).preconnect = 3;
+    let result = driver::run(&config, get("/"), expect_200()).expect("run");
+    check_invariants(&result);
+    assert_eq!(result.completed, 50, "{result:#?}");
+    // 10 ms between arrivals, sub-ms answers: the three preconnected
+    // connections are enough, and none needed opening on demand.
+    assert_eq!(result.connections_opened, 3, "{result:#?}");
+}
+
+#[test]
 fn results_merge_across_runs() {
     let _serial = serial();
     let (_backend, addr) = backend();
@@ -591,9 +605,10 @@ fn summary_line(result: &RunResult) -> String {
     let c = &result.latency_corrected;
     let u = &result.latency_uncorrected;
     format!(
-        "target {:>6} achieved {:>8.1} dropped {:>5} err {:>4} | lag p50 {:>4} p99 {:>5} p99.9 {:>5} max {:>6} µs | corr p50 {:>5} p99 {:>6} | uncorr p50 {:>5} p99 {:>6} µs | conns {}",
+        "target {:>6} achieved {:>8.1} cpu {:>4.0}% dropped {:>5} err {:>4} | lag p50 {:>4} p99 {:>5} p99.9 {:>5} max {:>6} µs | corr p50 {:>5} p99 {:>6} | uncorr p50 {:>5} p99 {:>6} µs | conns {}",
         result.target_rate.unwrap_or(0.0),
         result.achieved_rate,
+        100.0 * result.driver_cpu_secs / result.elapsed_secs,
         result.dropped,
         result.errors.total(),
         lag.p50_us,
@@ -617,7 +632,8 @@ fn rates_from_env(default: &[f64]) -> Vec<f64> {
 
 /// Lag and latency of one driver thread against the backend binary (one
 /// worker thread) at increasing rates. `DRIVER_RATES=1000,5000` overrides
-/// the rates, `DRIVER_SECS` the window (default 10 s).
+/// the rates, `DRIVER_SECS` the window (default 10 s), `DRIVER_SPIN_US` sets
+/// `OpenLoop::spin`, `DRIVER_TARGET` an already running target.
 #[test]
 #[ignore]
 fn measure_open_loop_lag() {
@@ -627,6 +643,10 @@ fn measure_open_loop_lag() {
     for rate in rates_from_env(&[1_000.0, 2_000.0, 3_000.0, 5_000.0, 8_000.0, 10_000.0]) {
         let mut config = open(addr, rate, 2_000, secs * 1_000);
         config.label = format!("lag{rate}");
+        if let Ok(spin) = std::env::var("DRIVER_SPIN_US") {
+            open_mut(&mut config).spin =
+                Duration::from_micros(spin.parse().expect("DRIVER_SPIN_US is a number"));
+        }
         let result = driver::run(&config, get("/"), expect_200()).expect("run");
         println!(
             "{} | {:?}",
@@ -654,8 +674,9 @@ fn measure_closed_loop_max() {
     let result = driver::run(&config, get("/"), expect_200()).expect("run");
     let u = &result.latency_uncorrected;
     println!(
-        "closed loop, {connections} connections, {threads} driver thread(s): {:.0} req/s, p50 {} µs, p99 {} µs, max {} µs, errors {}, {:.0} KiB/s received",
+        "closed loop, {connections} connections, {threads} driver thread(s): {:.0} req/s, driver cpu {:.0} %, p50 {} µs, p99 {} µs, max {} µs, errors {}, {:.0} KiB/s received",
         result.achieved_rate,
+        100.0 * result.driver_cpu_secs / result.elapsed_secs,
         u.p50_us,
         u.p99_us,
         u.max_us,

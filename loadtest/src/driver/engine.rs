@@ -1,0 +1,925 @@
+//! The measurement engine: driver threads, pacing, connections, recording.
+//!
+//! Each driver thread runs a current-thread tokio runtime with a `LocalSet`.
+//! Everything a thread touches on the hot path (connection pool, backlog,
+//! histograms, counters, wire-byte totals) is owned by that thread behind
+//! `Rc`/`RefCell`/`Cell`: no locks, no atomics. Results are merged once the
+//! threads have finished.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+use std::rc::Rc;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HOST, HeaderName, HeaderValue, WWW_AUTHENTICATE};
+use hyper::http::uri::{Parts, PathAndQuery};
+use hyper::{Request, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::task::{AbortHandle, LocalSet};
+
+use super::clock::{duration_ns, now_ns, ns_to_us, thread_cpu_ns, tokio_instant};
+use super::config::{DriverConfig, Load, OpenLoop, share};
+use super::pacer::{Pacer, minimise_timer_slack};
+use super::request::{Classifier, Outcome, RequestSource};
+use super::result::{
+    ErrorCounts, ErrorKind, Histograms, LatencySummary, Mode, RunResult, SAMPLE_LIMIT,
+    UnexpectedSample,
+};
+use super::wire::{CountingStream, WireCounters};
+
+/// The request-id header the engine sets on every request.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// How long after the threads report ready the schedule starts.
+const START_LEAD: Duration = Duration::from_millis(2);
+/// Arrivals dispatched back to back before the scheduler lets the
+/// connections' tasks run (only reached when it is behind schedule).
+const MAX_BURST: u32 = 32;
+/// Past `end + timeout`, how long stragglers (whose own timeouts should
+/// have fired by then) are given before they are counted as timeouts.
+const DRAIN_GRACE: Duration = Duration::from_millis(50);
+/// Pause after a failed connect in closed loop, so a refusing target does
+/// not turn the driver into a connect-spinning loop.
+const CLOSED_LOOP_CONNECT_BACKOFF: Duration = Duration::from_millis(10);
+/// Status codes tracked per thread (HTTP statuses are three digits).
+const STATUS_SLOTS: usize = 1000;
+
+/// Runs `config` to completion and returns what it measured.
+///
+/// Blocks the calling thread for about `warmup + duration` (plus up to
+/// `timeout` for stragglers): call it from a plain thread or through
+/// `tokio::task::spawn_blocking`, not from inside an async task.
+pub fn run(
+    config: &DriverConfig,
+    source: Arc<dyn RequestSource>,
+    classifier: Arc<dyn Classifier>,
+) -> Result<RunResult> {
+    config.validate()?;
+    let host_text = config
+        .host
+        .clone()
+        .unwrap_or_else(|| config.addr.to_string());
+    let host = HeaderValue::try_from(host_text.as_str())
+        .with_context(|| format!("host {host_text:?} is not a valid header value"))?;
+    let plan = Arc::new(Plan {
+        config: config.clone(),
+        host,
+        request_id_header: HeaderName::from_static(REQUEST_ID_HEADER),
+        source,
+        classifier,
+        warmup_ns: duration_ns(config.warmup),
+        duration_ns: duration_ns(config.duration),
+        timeout_ns: duration_ns(config.timeout),
+    });
+
+    let started = Instant::now();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let mut start_txs = Vec::with_capacity(config.threads);
+    let mut handles = Vec::with_capacity(config.threads);
+    let mut spawn_error = None;
+    for k in 0..config.threads {
+        let (start_tx, start_rx) = mpsc::channel::<u64>();
+        let plan = Arc::clone(&plan);
+        let ready = ready_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("driver-{k}"))
+            .spawn(move || driver_thread(plan, k, ready, start_rx));
+        match spawned {
+            Ok(handle) => {
+                start_txs.push(start_tx);
+                handles.push(handle);
+            }
+            Err(e) => {
+                spawn_error = Some(anyhow!(e).context(format!("spawning driver thread {k}")));
+                break;
+            }
+        }
+    }
+    drop(ready_tx);
+
+    // Every spawned thread reports once, ready or failed; then all start
+    // from the same t0 so the schedule is one schedule.
+    let mut setup_error = spawn_error;
+    for _ in 0..handles.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                setup_error.get_or_insert_with(|| anyhow!(e));
+            }
+            Err(_) => {
+                setup_error.get_or_insert_with(|| anyhow!("a driver thread exited during setup"));
+            }
+        }
+    }
+    if setup_error.is_none() {
+        let t0 = now_ns() + duration_ns(START_LEAD);
+        for tx in &start_txs {
+            // A thread that is gone reports its error through join below.
+            let _ = tx.send(t0);
+        }
+    }
+    // Unstarted threads see the channel close and exit.
+    drop(start_txs);
+
+    let mut outputs = Vec::with_capacity(handles.len());
+    let mut thread_error = None;
+    for (k, handle) in handles.into_iter().enumerate() {
+        match handle.join() {
+            Ok(Ok(output)) => outputs.push(output),
+            Ok(Err(e)) => {
+                thread_error.get_or_insert(e.context(format!("driver thread {k}")));
+            }
+            Err(_) => {
+                thread_error.get_or_insert_with(|| anyhow!("driver thread {k} panicked"));
+            }
+        }
+    }
+    if let Some(e) = setup_error.or(thread_error) {
+        return Err(e);
+    }
+    assemble(&plan, outputs, started.elapsed())
+}
+
+/// Read-only description of the run, shared by the driver threads.
+struct Plan {
+    config: DriverConfig,
+    host: HeaderValue,
+    request_id_header: HeaderName,
+    source: Arc<dyn RequestSource>,
+    classifier: Arc<dyn Classifier>,
+    warmup_ns: u64,
+    duration_ns: u64,
+    timeout_ns: u64,
+}
+
+fn driver_thread(
+    plan: Arc<Plan>,
+    k: usize,
+    ready: mpsc::Sender<Result<(), String>>,
+    start: mpsc::Receiver<u64>,
+) -> Result<ThreadOutput> {
+    minimise_timer_slack();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(format!("building driver thread {k}'s runtime: {e}")));
+            return Err(anyhow!(e).context("building the driver runtime"));
+        }
+    };
+    let _ = ready.send(Ok(()));
+    drop(ready);
+    let t0 = start
+        .recv()
+        .map_err(|_| anyhow!("run cancelled before it started"))?;
+
+    let cpu_start = thread_cpu_ns();
+    let local = LocalSet::new();
+    let output = local.block_on(&runtime, async move {
+        let thread = Rc::new(DriverThread::new(plan, k, t0)?);
+        match &thread.plan.config.load {
+            Load::Open(open) => {
+                for _ in 0..share(open.preconnect, thread.threads(), k) {
+                    thread.state.borrow_mut().slots += 1;
+                    tokio::task::spawn_local(preconnect(Rc::clone(&thread)));
+                }
+                open_schedule(&thread, open).await?;
+            }
+            Load::Closed(closed) => {
+                let workers = share(closed.connections, thread.threads(), k);
+                thread.state.borrow_mut().busy = workers;
+                for _ in 0..workers {
+                    tokio::task::spawn_local(closed_worker(Rc::clone(&thread)));
+                }
+            }
+        }
+        drain(&thread).await;
+        Ok::<_, anyhow::Error>(thread.output())
+    });
+    // Remaining tasks (idle connections' drivers) are dropped with the
+    // LocalSet, before the runtime they are registered with.
+    drop(local);
+    output.map(|mut output| {
+        output.cpu_ns = thread_cpu_ns().saturating_sub(cpu_start);
+        output
+    })
+}
+
+/// One scheduled (open loop) or started (closed loop) request.
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    index: u64,
+    /// Due time (open loop) or start time (closed loop), `now_ns` clock.
+    due: u64,
+    measured: bool,
+}
+
+/// A keep-alive HTTP/1.1 connection. Dropping it closes it.
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    driver: AbortHandle,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+struct Answer {
+    status: u16,
+    outcome: Outcome,
+    www_authenticate: Option<String>,
+}
+
+struct DriverThread {
+    plan: Arc<Plan>,
+    k: usize,
+    /// Start of the measured window and end of the schedule, `now_ns` clock.
+    window_start: u64,
+    end: u64,
+    wire: Rc<WireCounters>,
+    state: RefCell<State>,
+    /// Signalled when the last busy worker finishes.
+    all_idle: Notify,
+}
+
+struct State {
+    /// Open connections waiting for a request, oldest first (so the load
+    /// rotates over all of them, and over the target's workers).
+    idle: VecDeque<Conn>,
+    /// Connections open, opening or in use: at most `max_slots`.
+    slots: usize,
+    max_slots: usize,
+    backlog: VecDeque<Job>,
+    backlog_cap: usize,
+    /// Workers running (each owns a slot while it runs).
+    busy: usize,
+    /// Of those, workers on a measured request.
+    measured_busy: usize,
+    /// Closed loop: this thread's next request sequence number.
+    next_seq: u64,
+    /// Wire totals when the first measured request went out.
+    window_bytes: Option<(u64, u64)>,
+    stats: Stats,
+}
+
+#[derive(Clone)]
+struct Stats {
+    histograms: Histograms,
+    scheduled: u64,
+    sent: u64,
+    completed: u64,
+    dropped: u64,
+    errors: ErrorCounts,
+    statuses: Vec<u64>,
+    expected: u64,
+    unexpected: u64,
+    samples: Vec<UnexpectedSample>,
+    connections_opened: u64,
+}
+
+struct ThreadOutput {
+    stats: Stats,
+    bytes_sent: u64,
+    bytes_received: u64,
+    cpu_ns: u64,
+}
+
+impl DriverThread {
+    fn new(plan: Arc<Plan>, k: usize, t0: u64) -> Result<Self> {
+        let (max_slots, backlog_cap) = match &plan.config.load {
+            Load::Open(open) => (
+                share(open.max_in_flight, plan.config.threads, k),
+                share(open.backlog, plan.config.threads, k),
+            ),
+            Load::Closed(closed) => (share(closed.connections, plan.config.threads, k), 0),
+        };
+        let window_start = t0.saturating_add(plan.warmup_ns);
+        let end = window_start.saturating_add(plan.duration_ns);
+        Ok(Self {
+            k,
+            window_start,
+            end,
+            wire: Rc::new(WireCounters::default()),
+            state: RefCell::new(State {
+                idle: VecDeque::new(),
+                slots: 0,
+                max_slots,
+                backlog: VecDeque::new(),
+                backlog_cap,
+                busy: 0,
+                measured_busy: 0,
+                next_seq: 0,
+                window_bytes: None,
+                stats: Stats {
+                    histograms: Histograms::new()?,
+                    scheduled: 0,
+                    sent: 0,
+                    completed: 0,
+                    dropped: 0,
+                    errors: ErrorCounts::default(),
+                    statuses: vec![0; STATUS_SLOTS],
+                    expected: 0,
+                    unexpected: 0,
+                    samples: Vec::new(),
+                    connections_opened: 0,
+                },
+            }),
+            all_idle: Notify::new(),
+            plan,
+        })
+    }
+
+    fn threads(&self) -> usize {
+        self.plan.config.threads
+    }
+
+    /// Per-request deadline: `timeout` after the send, and never later than
+    /// the cutoff, which bounds the whole run.
+    fn deadline(&self, sent_at: u64) -> u64 {
+        sent_at
+            .saturating_add(self.plan.timeout_ns)
+            .min(self.cutoff())
+    }
+
+    /// End of the straggler allowance: `timeout` after the schedule's end.
+    fn cutoff(&self) -> u64 {
+        self.end.saturating_add(self.plan.timeout_ns)
+    }
+
+    fn build_request(&self, index: u64) -> Request<Full<Bytes>> {
+        let mut request = self.plan.source.request(index);
+        if request.uri().scheme().is_some() || request.uri().authority().is_some() {
+            to_origin_form(&mut request);
+        }
+        let headers = request.headers_mut();
+        if !headers.contains_key(HOST) {
+            headers.insert(HOST, self.plan.host.clone());
+        }
+        if let Ok(id) = HeaderValue::try_from(request_id(&self.plan.config.label, index)) {
+            headers.insert(self.plan.request_id_header.clone(), id);
+        }
+        request
+    }
+
+    fn finish_worker(&self, state: &mut State) {
+        state.busy = state.busy.saturating_sub(1);
+        if state.busy == 0 {
+            self.all_idle.notify_one();
+        }
+    }
+
+    fn output(&self) -> ThreadOutput {
+        let state = self.state.borrow();
+        let (end_sent, end_received) = self.wire.snapshot();
+        let (start_sent, start_received) = state.window_bytes.unwrap_or((end_sent, end_received));
+        ThreadOutput {
+            stats: state.stats.clone(),
+            bytes_sent: end_sent.saturating_sub(start_sent),
+            bytes_received: end_received.saturating_sub(start_received),
+            cpu_ns: 0,
+        }
+    }
+}
+
+impl State {
+    fn mark_window_start(&mut self, wire: &WireCounters) {
+        if self.window_bytes.is_none() {
+            self.window_bytes = Some(wire.snapshot());
+        }
+    }
+
+    /// An idle connection that is still open, discarding closed ones.
+    fn take_idle(&mut self) -> Option<Conn> {
+        while let Some(conn) = self.idle.pop_front() {
+            if conn.sender.is_closed() {
+                self.slots = self.slots.saturating_sub(1);
+                continue;
+            }
+            return Some(conn);
+        }
+        None
+    }
+
+    /// Next backlogged arrival, now owned by a worker; None once `cutoff`
+    /// (the end of the straggler allowance) has passed, leaving the rest to
+    /// be counted as dropped.
+    fn take_backlog(&mut self, cutoff: u64) -> Option<Job> {
+        if self.backlog.is_empty() || now_ns() >= cutoff {
+            return None;
+        }
+        let job = self.backlog.pop_front()?;
+        if job.measured {
+            self.measured_busy += 1;
+        }
+        Some(job)
+    }
+}
+
+impl Stats {
+    fn record(
+        &mut self,
+        closed_loop: bool,
+        label: &str,
+        job: &Job,
+        sent_at: u64,
+        done: u64,
+        result: Result<Answer, ErrorKind>,
+    ) {
+        if !job.measured {
+            return;
+        }
+        self.sent += 1;
+        if !closed_loop {
+            self.histograms
+                .lag
+                .saturating_record(ns_to_us(sent_at.saturating_sub(job.due)));
+        }
+        match result {
+            Ok(answer) => {
+                self.completed += 1;
+                if let Some(slot) = self.statuses.get_mut(usize::from(answer.status)) {
+                    *slot += 1;
+                }
+                match answer.outcome {
+                    Outcome::Expected => self.expected += 1,
+                    Outcome::Unexpected => {
+                        self.unexpected += 1;
+                        if self.samples.len() < SAMPLE_LIMIT {
+                            self.samples.push(UnexpectedSample {
+                                index: job.index,
+                                request_id: request_id(label, job.index),
+                                status: answer.status,
+                                www_authenticate: answer.www_authenticate,
+                            });
+                        }
+                    }
+                }
+                self.histograms
+                    .uncorrected
+                    .saturating_record(ns_to_us(done.saturating_sub(sent_at)));
+                if !closed_loop {
+                    self.histograms
+                        .corrected
+                        .saturating_record(ns_to_us(done.saturating_sub(job.due)));
+                }
+            }
+            Err(kind) => self.errors.count(kind),
+        }
+    }
+}
+
+fn request_id(label: &str, index: u64) -> String {
+    let mut id = String::with_capacity(label.len() + 21);
+    id.push_str(label);
+    id.push('-');
+    let _ = write!(id, "{index}");
+    id
+}
+
+/// Rewrites an absolute-form URI to origin-form (HTTP/1.1 to an origin
+/// server), moving its authority into `host` unless one is set.
+fn to_origin_form(request: &mut Request<Full<Bytes>>) {
+    let uri = request.uri().clone();
+    if let Some(authority) = uri.authority()
+        && !request.headers().contains_key(HOST)
+        && let Ok(value) = HeaderValue::from_str(authority.as_str())
+    {
+        request.headers_mut().insert(HOST, value);
+    }
+    let mut parts = Parts::default();
+    parts.path_and_query = Some(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    if let Ok(origin) = Uri::from_parts(parts) {
+        *request.uri_mut() = origin;
+    }
+}
+
+fn classify_hyper_error(e: &hyper::Error) -> ErrorKind {
+    if e.is_timeout() {
+        ErrorKind::Timeout
+    } else if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() || e.is_user() {
+        ErrorKind::Protocol
+    } else if e.is_canceled() || e.is_closed() || e.is_incomplete_message() {
+        ErrorKind::Closed
+    } else {
+        ErrorKind::Io
+    }
+}
+
+async fn connect(thread: &DriverThread) -> Result<Conn, ErrorKind> {
+    let stream = TcpStream::connect(thread.plan.config.addr)
+        .await
+        .map_err(|_| ErrorKind::Connect)?;
+    // Requests are small and latency-bound: never wait for Nagle.
+    let _ = stream.set_nodelay(true);
+    let io = TokioIo::new(CountingStream::new(stream, Rc::clone(&thread.wire)));
+    let (sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|_| ErrorKind::Connect)?;
+    let driver = tokio::task::spawn_local(async move {
+        // Ends when the peer closes or the Conn is dropped (aborted); the
+        // request in flight sees any error.
+        let _ = connection.await;
+    })
+    .abort_handle();
+    thread.state.borrow_mut().stats.connections_opened += 1;
+    Ok(Conn { sender, driver })
+}
+
+/// Sends one request (opening a connection if `conn` is None) and reads the
+/// whole response. Returns the connection if it can be reused, the time the
+/// exchange ended, and the answer or failure.
+async fn exchange(
+    thread: &DriverThread,
+    conn: Option<Conn>,
+    job: &Job,
+    sent_at: u64,
+) -> (Option<Conn>, u64, Result<Answer, ErrorKind>) {
+    let request = thread.build_request(job.index);
+    let index = job.index;
+    let attempt = async move {
+        let mut conn = match conn {
+            Some(conn) => conn,
+            None => connect(thread).await?,
+        };
+        if conn.sender.ready().await.is_err() {
+            // The connection closed while idle (the peer ended keep-alive):
+            // nothing was sent on it, so open another within the budget.
+            conn = connect(thread).await?;
+            conn.sender
+                .ready()
+                .await
+                .map_err(|e| classify_hyper_error(&e))?;
+        }
+        let response = conn
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| classify_hyper_error(&e))?;
+        let (parts, mut body) = response.into_parts();
+        let status = parts.status.as_u16();
+        let outcome = thread
+            .plan
+            .classifier
+            .classify_request(index, status, &parts.headers);
+        let www_authenticate = if outcome == Outcome::Unexpected
+            && thread.state.borrow().stats.samples.len() < SAMPLE_LIMIT
+        {
+            parts
+                .headers
+                .get(WWW_AUTHENTICATE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        } else {
+            None
+        };
+        // Read (and discard) the body: the response ends at its last byte.
+        while let Some(frame) = body.frame().await {
+            frame.map_err(|e| classify_hyper_error(&e))?;
+        }
+        Ok::<_, ErrorKind>((
+            conn,
+            Answer {
+                status,
+                outcome,
+                www_authenticate,
+            },
+        ))
+    };
+    let result = tokio::time::timeout_at(tokio_instant(thread.deadline(sent_at)), attempt).await;
+    let done = now_ns();
+    match result {
+        Ok(Ok((conn, answer))) => (Some(conn), done, Ok(answer)),
+        // A failed or timed-out connection is dropped, which closes it.
+        Ok(Err(kind)) => (None, done, Err(kind)),
+        Err(_elapsed) => (None, done, Err(ErrorKind::Timeout)),
+    }
+}
+
+/// Open loop: hands each arrival of this thread to a connection at its due
+/// time, paced by a timerfd.
+async fn open_schedule(thread: &Rc<DriverThread>, open: &OpenLoop) -> Result<()> {
+    let pacer = Pacer::new().context("creating the pacing timerfd")?;
+    let plan = &thread.plan;
+    let t0 = thread.window_start.saturating_sub(plan.warmup_ns);
+    let period_ns = 1e9 / open.rate;
+    // With arrivals less than two spins apart (per thread) the thread would
+    // spin most of the time, and it rarely sleeps long enough to pay the
+    // wake-up cost anyway.
+    let thread_period_ns = period_ns * thread.threads() as f64;
+    let spin_ns = match duration_ns(open.spin) {
+        spin if thread_period_ns >= 2.0 * spin as f64 => spin,
+        _ => 0,
+    };
+    let schedule_ns = plan.warmup_ns.saturating_add(plan.duration_ns);
+    let step = thread.threads() as u64;
+    let mut index = thread.k as u64;
+    let mut burst = 0u32;
+    loop {
+        // Monotonic in `index`; exact enough for any run length accepted.
+        let offset = (index as f64 * period_ns) as u64;
+        if offset >= schedule_ns {
+            break;
+        }
+        let due = t0.saturating_add(offset);
+        if due > now_ns() {
+            if burst > 0 {
+                // Let the connections' tasks send what was just dispatched
+                // before the timer is re-armed (a system call or two).
+                burst = 0;
+                tokio::task::yield_now().await;
+                continue;
+            }
+            if spin_ns == 0 {
+                pacer
+                    .sleep_until(due)
+                    .await
+                    .context("waiting on the pacing timerfd")?;
+            } else {
+                if due.saturating_sub(now_ns()) > spin_ns {
+                    pacer
+                        .sleep_until(due - spin_ns)
+                        .await
+                        .context("waiting on the pacing timerfd")?;
+                }
+                // Each yield lets the runtime poll I/O (without blocking) and
+                // run the connections' tasks before the clock is read again.
+                while now_ns() < due {
+                    tokio::task::yield_now().await;
+                }
+            }
+            continue;
+        }
+        let measured = offset >= plan.warmup_ns;
+        arrive(
+            thread,
+            Job {
+                index,
+                due,
+                measured,
+            },
+        );
+        index += step;
+        burst += 1;
+        if burst >= MAX_BURST {
+            burst = 0;
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(())
+}
+
+/// An arrival: an idle connection, else a new one below the cap, else the
+/// backlog, else dropped.
+fn arrive(thread: &Rc<DriverThread>, job: Job) {
+    let mut state = thread.state.borrow_mut();
+    if job.measured {
+        state.stats.scheduled += 1;
+        state.mark_window_start(&thread.wire);
+    }
+    let conn = match state.take_idle() {
+        Some(conn) => Some(conn),
+        None if state.slots < state.max_slots => {
+            state.slots += 1;
+            None
+        }
+        None => {
+            if state.backlog.len() < state.backlog_cap {
+                state.backlog.push_back(job);
+            } else if job.measured {
+                state.stats.dropped += 1;
+            }
+            return;
+        }
+    };
+    state.busy += 1;
+    if job.measured {
+        state.measured_busy += 1;
+    }
+    drop(state);
+    tokio::task::spawn_local(open_worker(Rc::clone(thread), conn, job));
+}
+
+/// Runs `job` on `conn` (a new connection if None), then backlogged
+/// arrivals while there are any, then returns the connection to the pool.
+async fn open_worker(thread: Rc<DriverThread>, mut conn: Option<Conn>, mut job: Job) {
+    loop {
+        let sent_at = now_ns();
+        let (back, done, result) = exchange(&thread, conn.take(), &job, sent_at).await;
+        let mut state = thread.state.borrow_mut();
+        state.stats.record(
+            false,
+            &thread.plan.config.label,
+            &job,
+            sent_at,
+            done,
+            result,
+        );
+        if job.measured {
+            state.measured_busy = state.measured_busy.saturating_sub(1);
+        }
+        if let Some(next) = state.take_backlog(thread.cutoff()) {
+            conn = back;
+            job = next;
+            continue;
+        }
+        match back {
+            Some(conn) => state.idle.push_back(conn),
+            None => state.slots = state.slots.saturating_sub(1),
+        }
+        thread.finish_worker(&mut state);
+        return;
+    }
+}
+
+/// Opens a connection ahead of demand; serves the backlog if arrivals
+/// queued meanwhile.
+async fn preconnect(thread: Rc<DriverThread>) {
+    let deadline = tokio_instant(thread.deadline(now_ns()));
+    let opened = tokio::time::timeout_at(deadline, connect(&thread)).await;
+    let backlogged = {
+        let mut state = thread.state.borrow_mut();
+        match opened {
+            Ok(Ok(conn)) => match state.take_backlog(thread.cutoff()) {
+                Some(job) => {
+                    state.busy += 1;
+                    Some((conn, job))
+                }
+                None => {
+                    state.idle.push_back(conn);
+                    None
+                }
+            },
+            // Not an error of any request; arrivals will try again.
+            _ => {
+                state.slots = state.slots.saturating_sub(1);
+                None
+            }
+        }
+    };
+    if let Some((conn, job)) = backlogged {
+        open_worker(Rc::clone(&thread), Some(conn), job).await;
+    }
+}
+
+/// Closed loop: one connection sending back to back until the end.
+async fn closed_worker(thread: Rc<DriverThread>) {
+    let mut conn = None;
+    loop {
+        let started = now_ns();
+        if started >= thread.end {
+            break;
+        }
+        let measured = started >= thread.window_start;
+        let job = {
+            let mut state = thread.state.borrow_mut();
+            let index = state
+                .next_seq
+                .saturating_mul(thread.threads() as u64)
+                .saturating_add(thread.k as u64);
+            state.next_seq += 1;
+            if measured {
+                state.stats.scheduled += 1;
+                state.measured_busy += 1;
+                state.mark_window_start(&thread.wire);
+            }
+            Job {
+                index,
+                due: started,
+                measured,
+            }
+        };
+        let (back, done, result) = exchange(&thread, conn.take(), &job, started).await;
+        let connect_failed = matches!(result, Err(ErrorKind::Connect));
+        {
+            let mut state = thread.state.borrow_mut();
+            state
+                .stats
+                .record(true, &thread.plan.config.label, &job, started, done, result);
+            if measured {
+                state.measured_busy = state.measured_busy.saturating_sub(1);
+            }
+        }
+        conn = back;
+        if connect_failed {
+            let pause = now_ns().saturating_add(duration_ns(CLOSED_LOOP_CONNECT_BACKOFF));
+            tokio::time::sleep_until(tokio_instant(pause.min(thread.end))).await;
+        }
+    }
+    drop(conn);
+    thread.finish_worker(&mut thread.state.borrow_mut());
+}
+
+/// After the schedule: waits for requests in flight (each bounded by its
+/// own timeout), then counts anything left as timed out or never sent.
+async fn drain(thread: &DriverThread) {
+    let hard_deadline = thread.cutoff().saturating_add(duration_ns(DRAIN_GRACE));
+    let all_idle = async {
+        loop {
+            if thread.state.borrow().busy == 0 {
+                return;
+            }
+            thread.all_idle.notified().await;
+        }
+    };
+    let _ = tokio::time::timeout_at(tokio_instant(hard_deadline), all_idle).await;
+
+    let mut state = thread.state.borrow_mut();
+    let stragglers = state.measured_busy as u64;
+    state.stats.sent += stragglers;
+    state.stats.errors.timeout += stragglers;
+    state.measured_busy = 0;
+    let unsent = state.backlog.iter().filter(|job| job.measured).count() as u64;
+    state.stats.dropped += unsent;
+    state.backlog.clear();
+}
+
+fn assemble(plan: &Plan, outputs: Vec<ThreadOutput>, elapsed: Duration) -> Result<RunResult> {
+    let config = &plan.config;
+    let (mode, target_rate, connections) = match &config.load {
+        Load::Open(open) => (Mode::OpenLoop, Some(open.rate), open.max_in_flight),
+        Load::Closed(closed) => (Mode::ClosedLoop, None, closed.connections),
+    };
+    let mut histograms = Histograms::new()?;
+    let mut statuses = vec![0u64; STATUS_SLOTS];
+    let mut result_samples = Vec::new();
+    let mut result = RunResult {
+        label: config.label.clone(),
+        mode,
+        target_rate,
+        threads: config.threads,
+        connections,
+        scheduled: 0,
+        sent: 0,
+        completed: 0,
+        dropped: 0,
+        errors: ErrorCounts::default(),
+        status_counts: BTreeMap::new(),
+        expected: 0,
+        unexpected: 0,
+        unexpected_samples: Vec::new(),
+        latency_corrected: LatencySummary::default(),
+        latency_uncorrected: LatencySummary::default(),
+        schedule_lag: LatencySummary::default(),
+        bytes_sent: 0,
+        bytes_received: 0,
+        sent_kib_per_sec: 0.0,
+        received_kib_per_sec: 0.0,
+        connections_opened: 0,
+        window_secs: config.duration.as_secs_f64(),
+        achieved_rate: 0.0,
+        elapsed_secs: elapsed.as_secs_f64(),
+        driver_cpu_secs: 0.0,
+        histograms: Histograms::new()?,
+    };
+    for output in outputs {
+        let stats = output.stats;
+        histograms.add(&stats.histograms)?;
+        for (total, n) in statuses.iter_mut().zip(&stats.statuses) {
+            *total += n;
+        }
+        result.scheduled += stats.scheduled;
+        result.sent += stats.sent;
+        result.completed += stats.completed;
+        result.dropped += stats.dropped;
+        let e = stats.errors;
+        result.errors.connect += e.connect;
+        result.errors.timeout += e.timeout;
+        result.errors.closed += e.closed;
+        result.errors.protocol += e.protocol;
+        result.errors.io += e.io;
+        result.expected += stats.expected;
+        result.unexpected += stats.unexpected;
+        result_samples.extend(stats.samples);
+        result.connections_opened += stats.connections_opened;
+        result.bytes_sent += output.bytes_sent;
+        result.bytes_received += output.bytes_received;
+        result.driver_cpu_secs += Duration::from_nanos(output.cpu_ns).as_secs_f64();
+    }
+    result.status_counts = statuses
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .filter_map(|(status, n)| u16::try_from(status).ok().map(|s| (s, *n)))
+        .collect();
+    result_samples.sort_by_key(|s| s.index);
+    result_samples.truncate(SAMPLE_LIMIT);
+    result.unexpected_samples = result_samples;
+    result.histograms = histograms;
+    result.refresh_derived();
+    Ok(result)
+}

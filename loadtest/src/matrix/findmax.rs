@@ -1,0 +1,259 @@
+//! `--find-max`: the highest rate each gateway sustains with a valid token, stepping the rate
+//! up until p99 exceeds the SLO or the run stops being valid.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::driver::{self, ExpectStatus, RequestSource, RequestTemplate, RoundRobin, Thresholds};
+use crate::keycloak::KeycloakClient;
+use crate::matrix::report::{self, Health, render_table};
+use crate::matrix::scenario::TokenKind;
+use crate::matrix::tokens::TokenPools;
+use crate::matrix::{MatrixConfig, driver_config, resolve};
+use crate::stack::{GatewaySpec, NativeStack, StackOptions};
+
+#[derive(Debug, Clone)]
+pub struct FindMaxConfig {
+    pub start_rate: f64,
+    /// Each step multiplies the rate by this.
+    pub factor: f64,
+    pub max_rate: f64,
+    pub slo_p99: Duration,
+    pub step: MatrixConfig,
+}
+
+/// One contender: a gateway as configured, and the tokens it is sent.
+struct Contender {
+    label: &'static str,
+    description: &'static str,
+    spec: GatewaySpec,
+    /// Distinct tokens cycled through; 0 sends no token.
+    tokens: usize,
+}
+
+fn contenders(pool_size: usize) -> Vec<Contender> {
+    vec![
+        Contender {
+            label: "no-auth",
+            description: "Envoy alone, no token",
+            spec: GatewaySpec::new("no-auth"),
+            tokens: 0,
+        },
+        Contender {
+            label: "native-jwt",
+            description: "Envoy jwt_authn, one repeated token (its JWT cache)",
+            spec: GatewaySpec::new("native-jwt"),
+            tokens: 1,
+        },
+        Contender {
+            label: "jwt-repeated",
+            description: "tokengate jwt, one repeated token (verified-token cache)",
+            spec: GatewaySpec::new("jwt"),
+            tokens: 1,
+        },
+        Contender {
+            label: "jwt-unique",
+            description: "tokengate jwt, cache off: every request a full RS256 verification",
+            spec: GatewaySpec::new("jwt").patch(json!({"cache": {"max_entries": 0}})),
+            tokens: pool_size,
+        },
+        Contender {
+            label: "hybrid-warm",
+            description: "tokengate hybrid, one repeated token (both caches warm)",
+            spec: GatewaySpec::new("hybrid"),
+            tokens: 1,
+        },
+    ]
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub rate: f64,
+    pub achieved: f64,
+    pub p99_us: u64,
+    pub unexpected: u64,
+    pub health: Health,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FindMaxRow {
+    pub label: String,
+    pub description: String,
+    /// Highest rate held within the SLO, if any.
+    pub max_rate: Option<f64>,
+    pub p99_at_max_us: Option<u64>,
+    pub stopped_because: String,
+    /// max_rate / native-jwt's max_rate.
+    pub ratio_to_native_jwt: Option<f64>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FindMaxReport {
+    pub slo_p99_ms: f64,
+    pub start_rate: f64,
+    pub factor: f64,
+    pub step_secs: f64,
+    pub rows: Vec<FindMaxRow>,
+}
+
+impl FindMaxReport {
+    pub fn text(&self) -> String {
+        let header = [
+            "gateway",
+            "what",
+            "max sustainable req/s",
+            "p99 at max (ms)",
+            "× native-jwt",
+            "stopped because",
+        ];
+        let rows: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|row| {
+                vec![
+                    row.label.clone(),
+                    row.description.clone(),
+                    row.max_rate.map_or("-".to_owned(), |r| format!("{r:.0}")),
+                    row.p99_at_max_us
+                        .map_or("-".to_owned(), |us| format!("{:.2}", us as f64 / 1000.0)),
+                    row.ratio_to_native_jwt
+                        .map_or("-".to_owned(), |r| format!("{r:.2}")),
+                    row.stopped_because.clone(),
+                ]
+            })
+            .collect();
+        format!(
+            "== Highest sustainable rate (p99 ≤ {} ms, valid run, all answers as expected) ==\n{}",
+            self.slo_p99_ms,
+            render_table(&header, &rows)
+        )
+    }
+}
+
+pub fn run(config: &FindMaxConfig) -> Result<FindMaxReport> {
+    let step = &config.step;
+    std::fs::create_dir_all(&step.out)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let contenders = contenders(step.pool_size);
+    let specs: Vec<(String, GatewaySpec)> = contenders
+        .iter()
+        .map(|c| (c.label.to_owned(), c.spec.clone()))
+        .collect();
+    eprintln!("starting the native stack for --find-max ...");
+    let stack = NativeStack::start_specs(
+        &specs,
+        &StackOptions {
+            envoy_workers: step.envoy_workers,
+            ..StackOptions::default()
+        },
+    )?;
+    eprintln!("{}", stack.describe());
+    let client = KeycloakClient::new(stack.keycloak().base_url());
+    let mut pools = runtime.block_on(TokenPools::mint(client, step.pool_size))?;
+    let mut rows = Vec::new();
+    for contender in &contenders {
+        let gateway = stack
+            .gateway(contender.label)
+            .ok_or_else(|| anyhow!("{} did not start", contender.label))?;
+        let (addr, host) = resolve(&gateway.url(""))?;
+        let mut steps = Vec::new();
+        let mut rate = config.start_rate;
+        let mut best: Option<(f64, u64)> = None;
+        let stopped_because = loop {
+            if rate > config.max_rate {
+                break format!("reached the configured maximum {} req/s", config.max_rate);
+            }
+            runtime.block_on(pools.ready_for(None, step.warmup + step.duration))?;
+            let tokens = pools.tokens(TokenKind::Valid);
+            let mut templates = Vec::new();
+            for token in tokens.iter().take(contender.tokens.max(1)) {
+                let template = RequestTemplate::get("/api/orders")?;
+                templates.push(if contender.tokens == 0 {
+                    template
+                } else {
+                    template.header("authorization", &format!("Bearer {token}"))?
+                });
+            }
+            let label = format!("findmax.{}.r{}", contender.label, rate.round() as u64);
+            let driver = driver_config(step, rate, addr, &host, label);
+            let source: Arc<dyn RequestSource> = Arc::new(RoundRobin::new(templates)?);
+            let result = driver::run(&driver, source, Arc::new(ExpectStatus::new([200])))
+                .with_context(|| format!("{} at {rate} req/s", contender.label))?;
+            let health = report::health(&result, &Thresholds::default());
+            let p99 = result.latency_corrected.p99_us;
+            eprintln!(
+                "  {:<13} {:>7.0} req/s: achieved {:>7.0}, p99 {:>8.2} ms, {:?}",
+                contender.label,
+                rate,
+                result.achieved_rate,
+                p99 as f64 / 1000.0,
+                health
+            );
+            steps.push(Step {
+                rate,
+                achieved: result.achieved_rate,
+                p99_us: p99,
+                unexpected: result.unexpected,
+                health: health.clone(),
+            });
+            let within_slo = p99 <= config.slo_p99.as_micros() as u64;
+            match (&health, within_slo, result.unexpected) {
+                (Health::Valid, true, 0) => best = Some((rate, p99)),
+                (Health::Valid, false, _) => {
+                    break format!(
+                        "p99 {:.2} ms over the SLO at {rate:.0} req/s",
+                        p99 as f64 / 1000.0
+                    );
+                }
+                (_, _, n) if n > 0 => break format!("{n} unexpected answers at {rate:.0} req/s"),
+                (Health::Saturated { reasons }, _, _) => {
+                    break format!("saturated at {rate:.0} req/s: {}", reasons.join("; "));
+                }
+                (Health::DriverLimited { reasons }, _, _) => {
+                    break format!("driver limited at {rate:.0} req/s: {}", reasons.join("; "));
+                }
+                (Health::Valid, true, _) => break "unexpected answers".to_owned(),
+            }
+            rate *= config.factor;
+        };
+        rows.push(FindMaxRow {
+            label: contender.label.to_owned(),
+            description: contender.description.to_owned(),
+            max_rate: best.map(|(rate, _)| rate),
+            p99_at_max_us: best.map(|(_, p99)| p99),
+            stopped_because,
+            ratio_to_native_jwt: None,
+            steps,
+        });
+    }
+    let native = rows
+        .iter()
+        .find(|row| row.label == "native-jwt")
+        .and_then(|row| row.max_rate);
+    for row in &mut rows {
+        row.ratio_to_native_jwt = match (row.max_rate, native) {
+            (Some(rate), Some(native)) if native > 0.0 => Some(rate / native),
+            _ => None,
+        };
+    }
+    let report = FindMaxReport {
+        slo_p99_ms: config.slo_p99.as_secs_f64() * 1000.0,
+        start_rate: config.start_rate,
+        factor: config.factor,
+        step_secs: step.duration.as_secs_f64(),
+        rows,
+    };
+    let path: PathBuf = step.out.join("find-max.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(step.out.join("find-max.md"), report.text())?;
+    Ok(report)
+}

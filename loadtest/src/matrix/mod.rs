@@ -1,0 +1,466 @@
+//! The scenario matrix: gateways × scenarios × rates, each cell an open-loop run of its own,
+//! judged twice — did the gateway answer as expected (performance table), and did it let
+//! through anything it must refuse (security verdicts).
+
+pub mod charts;
+pub mod findmax;
+pub mod report;
+pub mod scenario;
+pub mod tokens;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use hyper::Method;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::driver::{
+    self, DriverConfig, ExpectStatus, Load, RequestSource, RequestTemplate, RoundRobin, Thresholds,
+};
+use crate::keycloak::{self, KeycloakClient};
+use crate::stack::{NativeStack, StackOptions};
+use report::{Cell, Report, Settings};
+use scenario::{
+    API_SCENARIOS, ExpectationClassifier, GatewayProfile, KEYCLOAK_SCENARIOS, Scenario, TokenKind,
+};
+use tokens::TokenPools;
+
+/// Where requests go when the matrix drives an already running stack.
+#[derive(Debug, Clone)]
+pub struct ExternalTarget {
+    /// The gateway's base URL (`http://host:port`).
+    pub gateway_url: String,
+    /// Which gateway template it runs (decides the expected outcomes).
+    pub gateway: String,
+    /// Keycloak's base URL, as the gateway's issuer names it.
+    pub keycloak_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct MatrixConfig {
+    pub gateways: Vec<String>,
+    pub scenarios: Vec<Scenario>,
+    pub rates: Vec<f64>,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub pool_size: usize,
+    pub driver_threads: usize,
+    pub max_in_flight: usize,
+    pub envoy_workers: u32,
+    pub out: PathBuf,
+    pub target: Option<ExternalTarget>,
+    pub progress: bool,
+}
+
+impl MatrixConfig {
+    /// The seed's matrix and more: every gateway and scenario at 100, 500 and 1000 req/s.
+    pub fn default_matrix(out: PathBuf) -> MatrixConfig {
+        MatrixConfig {
+            gateways: scenario::GATEWAYS
+                .iter()
+                .map(|g| g.name.to_owned())
+                .collect(),
+            scenarios: KEYCLOAK_SCENARIOS
+                .iter()
+                .chain(API_SCENARIOS.iter())
+                .copied()
+                .collect(),
+            rates: vec![100.0, 500.0, 1000.0],
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(5),
+            pool_size: 50,
+            driver_threads: 1,
+            max_in_flight: driver::DEFAULT_MAX_IN_FLIGHT,
+            envoy_workers: 1,
+            out,
+            target: None,
+            progress: true,
+        }
+    }
+}
+
+/// A running gateway the matrix sends to.
+struct GatewayTarget {
+    name: String,
+    profile: &'static GatewayProfile,
+    addr: SocketAddr,
+    host: String,
+}
+
+/// Runs the matrix and writes the report (JSON, Markdown, charts) into `config.out`.
+pub fn run(config: &MatrixConfig) -> Result<Report> {
+    std::fs::create_dir_all(&config.out)
+        .with_context(|| format!("creating {}", config.out.display()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+
+    // The stack: started here, or the one given.
+    let (stack, gateways, keycloak_url) = match &config.target {
+        Some(target) => {
+            let profile = scenario::profile(&target.gateway)
+                .ok_or_else(|| anyhow!("unknown gateway `{}`", target.gateway))?;
+            let (addr, host) = resolve(&target.gateway_url)?;
+            let gateway = GatewayTarget {
+                name: target.gateway.clone(),
+                profile,
+                addr,
+                host,
+            };
+            (None, vec![gateway], target.keycloak_url.clone())
+        }
+        None => {
+            eprintln!(
+                "starting the native stack: Keycloak, backend, {} ...",
+                config.gateways.join(", ")
+            );
+            let options = StackOptions {
+                envoy_workers: config.envoy_workers,
+                ..StackOptions::default()
+            };
+            let stack = NativeStack::start(&config.gateways, &options)?;
+            let mut gateways = Vec::new();
+            for name in &config.gateways {
+                let profile = scenario::profile(name)
+                    .ok_or_else(|| anyhow!("no expectations known for gateway `{name}`"))?;
+                let running = stack
+                    .gateway(name)
+                    .ok_or_else(|| anyhow!("gateway `{name}` did not start"))?;
+                let (addr, host) = resolve(&running.url(""))?;
+                gateways.push(GatewayTarget {
+                    name: name.clone(),
+                    profile,
+                    addr,
+                    host,
+                });
+            }
+            let url = stack.keycloak().base_url().to_owned();
+            eprintln!("{}", stack.describe());
+            (Some(stack), gateways, url)
+        }
+    };
+    let (keycloak_addr, keycloak_host) = resolve(&keycloak_url)?;
+    let client = KeycloakClient::new(&keycloak_url);
+
+    eprintln!("minting token pools ({} per kind) ...", config.pool_size);
+    let mut pools = runtime.block_on(TokenPools::mint(client.clone(), config.pool_size))?;
+    runtime.block_on(wait_until_admitted(&gateways, &pools))?;
+
+    let keycloak_cells = config
+        .scenarios
+        .iter()
+        .filter(|s| !s.through_gateway())
+        .count();
+    let api_cells = config
+        .scenarios
+        .iter()
+        .filter(|s| s.through_gateway())
+        .count()
+        * gateways.len();
+    let total = (keycloak_cells + api_cells) * config.rates.len();
+    let progress = progress_bar(config.progress, total as u64);
+    let mut cells = Vec::with_capacity(total);
+    for rate in &config.rates {
+        for scenario in &config.scenarios {
+            let kind = match scenario {
+                Scenario::Api(kind) => Some(*kind),
+                Scenario::IntrospectExpired => Some(TokenKind::Expired),
+                _ => None,
+            };
+            runtime.block_on(pools.ready_for(kind, config.warmup + config.duration))?;
+            if scenario.through_gateway() {
+                for gateway in &gateways {
+                    progress.set_message(format!(
+                        "{rate} req/s  {}  {}",
+                        scenario.name(),
+                        gateway.name
+                    ));
+                    cells.push(run_api_cell(config, *rate, *scenario, gateway, &pools)?);
+                    progress.inc(1);
+                }
+            } else {
+                progress.set_message(format!("{rate} req/s  {}  keycloak", scenario.name()));
+                cells.push(run_keycloak_cell(
+                    config,
+                    *rate,
+                    *scenario,
+                    keycloak_addr,
+                    &keycloak_host,
+                    &pools,
+                    &runtime,
+                )?);
+                progress.inc(1);
+            }
+        }
+    }
+    progress.finish_and_clear();
+
+    let settings = Settings::from_config(
+        config,
+        &gateways.iter().map(|g| g.name.clone()).collect::<Vec<_>>(),
+    );
+    let mut report = Report::new(settings, cells);
+    runtime.block_on(probe_gaps(&mut report, &gateways, &pools))?;
+    drop(stack);
+    report.write(&config.out)?;
+    Ok(report)
+}
+
+/// For every GAP, one more request with a recognisable id, to point at in the gateway's log.
+async fn probe_gaps(
+    report: &mut Report,
+    gateways: &[GatewayTarget],
+    pools: &TokenPools,
+) -> Result<()> {
+    let gaps: Vec<(String, TokenKind)> = report
+        .verdicts
+        .iter()
+        .filter(|row| row.verdict == scenario::Verdict::Gap)
+        .map(|row| (row.gateway.clone(), row.token_kind))
+        .collect();
+    for (gateway_name, kind) in gaps {
+        let Some(gateway) = gateways.iter().find(|g| g.name == gateway_name) else {
+            continue;
+        };
+        let tokens = pools.tokens(kind);
+        let Some(token) = tokens.first() else {
+            continue;
+        };
+        let request_id = format!("{gateway_name}.api-{}.gap-probe", kind.name());
+        let bearer = format!("Bearer {token}");
+        let url = format!("http://{}/api/orders", gateway.host);
+        let response = crate::http::get(
+            &url,
+            &[
+                ("authorization", &bearer),
+                (driver::REQUEST_ID_HEADER, &request_id),
+            ],
+        )
+        .await?;
+        report.set_sample(
+            &gateway_name,
+            kind,
+            format!("{request_id} → {}", response.status),
+        );
+    }
+    Ok(())
+}
+
+fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    if let Ok(style) =
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} cells  {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// `http://host:port[/...]` → the socket address to connect to and the `host` header.
+pub fn resolve(url: &str) -> Result<(SocketAddr, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("{url}: only http:// URLs are supported"))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let addr = authority
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {authority}"))?
+        .next()
+        .ok_or_else(|| anyhow!("{authority} resolves to nothing"))?;
+    Ok((addr, authority.to_owned()))
+}
+
+/// Gateways fetch keys at start: wait until each admits a valid token.
+async fn wait_until_admitted(gateways: &[GatewayTarget], pools: &TokenPools) -> Result<()> {
+    let tokens = pools.tokens(TokenKind::Valid);
+    let token = tokens
+        .first()
+        .ok_or_else(|| anyhow!("no valid token minted"))?;
+    let bearer = format!("Bearer {token}");
+    for gateway in gateways {
+        let url = format!("http://{}/api/ready", gateway.host);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = crate::http::get(&url, &[("authorization", &bearer)])
+                .await
+                .map(|r| r.status)
+                .unwrap_or(0);
+            if status == 200 {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "gateway {} never admitted a valid token (last status {status})",
+                    gateway.name
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn driver_config(
+    config: &MatrixConfig,
+    rate: f64,
+    addr: SocketAddr,
+    host: &str,
+    label: String,
+) -> DriverConfig {
+    let mut driver = DriverConfig::open_loop(addr, rate);
+    driver.host = Some(host.to_owned());
+    driver.label = label;
+    driver.threads = config.driver_threads;
+    driver.warmup = config.warmup;
+    driver.duration = config.duration;
+    if let Load::Open(open) = &mut driver.load {
+        open.max_in_flight = config.max_in_flight;
+    }
+    driver
+}
+
+fn cell_label(gateway: &str, scenario: Scenario, rate: f64) -> String {
+    format!("{gateway}.{}.r{}", scenario.name(), rate.round() as u64)
+}
+
+fn run_api_cell(
+    config: &MatrixConfig,
+    rate: f64,
+    scenario: Scenario,
+    gateway: &GatewayTarget,
+    pools: &TokenPools,
+) -> Result<Cell> {
+    let Scenario::Api(kind) = scenario else {
+        bail!("{} is not a gateway scenario", scenario.name());
+    };
+    let mut templates = Vec::new();
+    let tokens = pools.tokens(kind);
+    if tokens.is_empty() {
+        templates.push(RequestTemplate::get("/api/orders")?);
+    }
+    for token in tokens {
+        templates.push(
+            RequestTemplate::get("/api/orders")?
+                .header("authorization", &format!("Bearer {token}"))?,
+        );
+    }
+    let expectation = scenario::expectation(gateway.profile, kind);
+    let classifier = ExpectationClassifier {
+        expectation: expectation.clone(),
+    };
+    let label = cell_label(&gateway.name, scenario, rate);
+    let driver = driver_config(config, rate, gateway.addr, &gateway.host, label);
+    let source: Arc<dyn RequestSource> = Arc::new(RoundRobin::new(templates)?);
+    let result = driver::run(&driver, source, Arc::new(classifier))?;
+    Ok(Cell::new(
+        rate,
+        scenario,
+        Some(gateway.profile),
+        expectation,
+        result,
+        &Thresholds::default(),
+        None,
+    ))
+}
+
+fn run_keycloak_cell(
+    config: &MatrixConfig,
+    rate: f64,
+    scenario: Scenario,
+    addr: SocketAddr,
+    host: &str,
+    pools: &TokenPools,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Cell> {
+    const TOKEN_PATH: &str = "/realms/tokengate/protocol/openid-connect/token";
+    const INTROSPECT_PATH: &str = "/realms/tokengate/protocol/openid-connect/token/introspect";
+    let form = "application/x-www-form-urlencoded";
+    let (templates, probe_kind) = match scenario {
+        Scenario::GenerateToken => (
+            vec![
+                RequestTemplate::new(Method::POST, TOKEN_PATH)?
+                    .header("content-type", form)?
+                    .header(
+                        "authorization",
+                        &keycloak::basic_auth(keycloak::LOADTEST.id, keycloak::LOADTEST.secret),
+                    )?
+                    .body("grant_type=client_credentials"),
+            ],
+            None,
+        ),
+        Scenario::IntrospectValid | Scenario::IntrospectExpired | Scenario::IntrospectInvalid => {
+            let kind = match scenario {
+                Scenario::IntrospectValid => TokenKind::Valid,
+                Scenario::IntrospectExpired => TokenKind::Expired,
+                _ => TokenKind::InvalidSignature,
+            };
+            let auth = keycloak::basic_auth(keycloak::GATEWAY.id, keycloak::GATEWAY.secret);
+            let templates = pools
+                .tokens(kind)
+                .into_iter()
+                .map(|token| -> Result<RequestTemplate> {
+                    let body = format!(
+                        "token={}&token_type_hint=access_token",
+                        form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+                    );
+                    Ok(RequestTemplate::new(Method::POST, INTROSPECT_PATH)?
+                        .header("content-type", form)?
+                        .header("authorization", &auth)?
+                        .body(body))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            (templates, Some(kind))
+        }
+        Scenario::Api(_) => bail!("{} goes through a gateway", scenario.name()),
+    };
+    // The driver judges statuses; what introspection answered is checked on a sample.
+    let note = match probe_kind {
+        Some(kind) => Some(runtime.block_on(probe_introspection(pools, kind))?),
+        None => None,
+    };
+    let expectation = scenario::Expectation {
+        status: 200,
+        challenge: scenario::Challenge::None,
+        known_gap: None,
+    };
+    let label = cell_label("keycloak", scenario, rate);
+    let driver = driver_config(config, rate, addr, host, label);
+    let source: Arc<dyn RequestSource> = Arc::new(RoundRobin::new(templates)?);
+    let result = driver::run(&driver, source, Arc::new(ExpectStatus::new([200])))?;
+    Ok(Cell::new(
+        rate,
+        scenario,
+        None,
+        expectation,
+        result,
+        &Thresholds::default(),
+        note,
+    ))
+}
+
+/// Introspects a few tokens of `kind` and says what Keycloak answered.
+async fn probe_introspection(pools: &TokenPools, kind: TokenKind) -> Result<String> {
+    let mut active = 0;
+    let mut inactive = 0;
+    for token in pools.tokens(kind).iter().take(3) {
+        let answer = pools
+            .client()
+            .introspect(token, keycloak::GATEWAY.id, keycloak::GATEWAY.secret)
+            .await?;
+        match answer["active"].as_bool() {
+            Some(true) => active += 1,
+            _ => inactive += 1,
+        }
+    }
+    Ok(match (active, inactive) {
+        (0, n) => format!("active:false ({n}/{n} sampled)"),
+        (n, 0) => format!("active:true ({n}/{n} sampled)"),
+        (a, i) => format!("mixed: {a} active, {i} inactive of {} sampled", a + i),
+    })
+}
