@@ -129,9 +129,25 @@ struct RunArgs {
     factor: f64,
     #[arg(long, default_value_t = 20000.0)]
     max_rate: f64,
+    /// Patch a gateway's plugin configuration (RFC 7386 merge patch), e.g.
+    /// `--patch 'introspect={"introspection":{"cache_ttl_seconds":30}}'`. Repeatable.
+    #[arg(long = "patch", value_parser = parse_patch)]
+    patches: Vec<(String, serde_json::Value)>,
     /// No progress bar (for logs).
     #[arg(long)]
     no_progress: bool,
+}
+
+fn parse_patch(text: &str) -> std::result::Result<(String, serde_json::Value), String> {
+    let (gateway, json) = text
+        .split_once('=')
+        .ok_or_else(|| "expected GATEWAY=JSON".to_owned())?;
+    let patch: serde_json::Value =
+        serde_json::from_str(json).map_err(|err| format!("patch for {gateway}: {err}"))?;
+    if !patch.is_object() {
+        return Err(format!("patch for {gateway} must be a JSON object"));
+    }
+    Ok((gateway.to_owned(), patch))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -196,6 +212,7 @@ fn run_matrix(args: RunArgs) -> Result<u8> {
     config.max_in_flight = args.max_in_flight;
     config.envoy_workers = args.envoy_workers;
     config.progress = !args.no_progress;
+    config.patches = args.patches.clone();
     if let (Some(url), Some(gateway), Some(keycloak)) =
         (&args.target, &args.target_gateway, &args.keycloak)
     {

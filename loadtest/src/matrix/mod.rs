@@ -52,6 +52,9 @@ pub struct MatrixConfig {
     pub envoy_workers: u32,
     pub out: PathBuf,
     pub target: Option<ExternalTarget>,
+    /// RFC 7386 merge patches of a gateway's plugin configuration (tokengate gateways), e.g.
+    /// `introspect` with its introspection cache on.
+    pub patches: Vec<(String, serde_json::Value)>,
     pub progress: bool,
 }
 
@@ -77,6 +80,7 @@ impl MatrixConfig {
             envoy_workers: 1,
             out,
             target: None,
+            patches: Vec::new(),
             progress: true,
         }
     }
@@ -121,7 +125,18 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
                 envoy_workers: config.envoy_workers,
                 ..StackOptions::default()
             };
-            let stack = NativeStack::start(&config.gateways, &options)?;
+            let specs: Vec<(String, crate::stack::GatewaySpec)> = config
+                .gateways
+                .iter()
+                .map(|name| {
+                    let mut spec = crate::stack::GatewaySpec::new(name);
+                    if let Some((_, patch)) = config.patches.iter().find(|(g, _)| g == name) {
+                        spec = spec.patch(patch.clone());
+                    }
+                    (name.clone(), spec)
+                })
+                .collect();
+            let stack = NativeStack::start_specs(&specs, &options)?;
             let mut gateways = Vec::new();
             for name in &config.gateways {
                 let profile = scenario::profile(name)

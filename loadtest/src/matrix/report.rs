@@ -39,6 +39,8 @@ pub struct Settings {
     pub envoy_workers: u32,
     /// The gateway URL when an external stack was driven (`--target`).
     pub target: Option<String>,
+    /// Plugin configuration patches applied to gateways (`--patch`).
+    pub patches: BTreeMap<String, serde_json::Value>,
 }
 
 impl Settings {
@@ -54,6 +56,7 @@ impl Settings {
             max_in_flight: config.max_in_flight,
             envoy_workers: config.envoy_workers,
             target: config.target.as_ref().map(|t| t.gateway_url.clone()),
+            patches: config.patches.iter().cloned().collect(),
         }
     }
 }
