@@ -38,6 +38,10 @@ struct Running {
 /// it works the same from sync and async tests.
 pub struct JwksServer {
     port: u16,
+    /// The port, bound but not listening until the first `start`: held so that nothing else
+    /// (another server's `free_port`, an outgoing connection's ephemeral port) takes it in
+    /// between, while connections to it are still refused as to a server that is down.
+    held: Option<tokio::net::TcpSocket>,
     state: Arc<Mutex<State>>,
     // Option only so Drop can take it: dropping a Runtime from async code
     // panics, `shutdown_background` does not.
@@ -49,7 +53,17 @@ impl JwksServer {
     /// Picks a port without listening on it yet, so a config can name the
     /// port before the server is (or ever is) up.
     pub fn reserve() -> Result<Self> {
-        let port = crate::ports::free_port().context("reserving a port for the JWKS server")?;
+        let held = tokio::net::TcpSocket::new_v4()
+            .and_then(|socket| {
+                socket.set_reuseaddr(true)?;
+                socket.bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+                Ok(socket)
+            })
+            .context("reserving a port for the JWKS server")?;
+        let port = held
+            .local_addr()
+            .context("reserving a port for the JWKS server")?
+            .port();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("jwks-server")
@@ -58,6 +72,7 @@ impl JwksServer {
             .context("building the JWKS server runtime")?;
         Ok(Self {
             port,
+            held: Some(held),
             state: Arc::new(Mutex::new(State::default())),
             runtime: Some(runtime),
             running: None,
@@ -86,19 +101,19 @@ impl JwksServer {
             .runtime
             .as_ref()
             .ok_or_else(|| anyhow!("JWKS server runtime is gone"))?;
-        // Bind synchronously so the port accepts connections once start
-        // returns. std sets SO_REUSEADDR, so a restart is not blocked by
-        // TIME_WAIT from connections the previous stop closed.
-        let listener = StdTcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)))
-            .with_context(|| format!("JWKS server: binding 127.0.0.1:{}", self.port))?;
-        listener
-            .set_nonblocking(true)
-            .context("JWKS server: making the listener non-blocking")?;
-        let listener = {
-            let _guard = runtime.enter();
-            tokio::net::TcpListener::from_std(listener)
-                .context("JWKS server: registering the listener")?
-        };
+        // Listen synchronously so the port accepts connections once start returns. A restart
+        // binds again; SO_REUSEADDR keeps TIME_WAIT from the connections the previous stop
+        // closed from blocking it.
+        let _guard = runtime.enter();
+        let listener = match self.held.take() {
+            Some(socket) => socket.listen(1024),
+            None => StdTcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)))
+                .and_then(|listener| {
+                    listener.set_nonblocking(true)?;
+                    tokio::net::TcpListener::from_std(listener)
+                }),
+        }
+        .with_context(|| format!("JWKS server: listening on 127.0.0.1:{}", self.port))?;
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         let (stopped_tx, stopped_rx) = mpsc::channel();
         runtime.spawn(accept_loop(

@@ -20,10 +20,26 @@ fn handed_out() -> &'static Mutex<HashSet<u16>> {
 ///
 /// The port is not held open: the caller (often another process, such as
 /// Envoy) binds it later. Remembering handed-out ports stops two servers in
-/// one test process from being given the same port in that window.
+/// one test process from being given the same port in that window. Ports come
+/// from below the kernel's ephemeral range when there is room there, so that
+/// the local end of an outgoing connection (which the kernel takes from that
+/// range) cannot occupy the port in that window either.
 pub fn free_port() -> io::Result<u16> {
+    let below_ephemeral = ephemeral_range_start()
+        .filter(|&start| start > FIRST_FIXED_PORT + 1024)
+        .map(|start| FIRST_FIXED_PORT..start);
+    let mut seed = seed();
     for _ in 0..ATTEMPTS {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let wanted = match &below_ephemeral {
+            Some(range) => {
+                seed = xorshift(seed);
+                range.start + (seed % u64::from(range.end - range.start)) as u16
+            }
+            None => 0,
+        };
+        let Ok(listener) = TcpListener::bind((Ipv4Addr::LOCALHOST, wanted)) else {
+            continue;
+        };
         let port = listener.local_addr()?.port();
         // A poisoned lock only means another thread panicked while holding
         // it; the set itself is still consistent.
@@ -36,4 +52,30 @@ pub fn free_port() -> io::Result<u16> {
         io::ErrorKind::AddrNotAvailable,
         format!("no new free port on 127.0.0.1 after {ATTEMPTS} attempts"),
     ))
+}
+
+/// Lowest port handed out from outside the ephemeral range (above the
+/// well-known and commonly registered ones).
+const FIRST_FIXED_PORT: u16 = 10_000;
+
+/// The first port of Linux's ephemeral range, if readable.
+fn ephemeral_range_start() -> Option<u16> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// Differs between processes and calls, so concurrent test binaries start
+/// from different ports.
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    (u64::from(std::process::id()) << 32 | u64::from(nanos)) | 1
+}
+
+fn xorshift(mut x: u64) -> u64 {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
 }

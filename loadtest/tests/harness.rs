@@ -231,7 +231,7 @@ async fn backend_binary_echoes_identity_headers() -> Result<()> {
     let body = response.json()?;
     assert_eq!(body["ok"], true);
     assert_eq!(body["method"], "POST");
-    assert_eq!(body["path"], "/api/orders");
+    assert_eq!(body["path"], "/api/orders?id=7");
     let identity = body["identity"]
         .as_object()
         .context("identity is not an object")?;
