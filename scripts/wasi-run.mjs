@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --experimental-wasm-relaxed-simd
 // Runs a wasm32-wasip1 program (a test or bench binary built by cargo) under Node's V8, the
 // engine family Envoy runs the filter on. Cargo uses it as the wasm32-wasip1 runner
 // (.cargo/config.toml), so `cargo test --target wasm32-wasip1` and

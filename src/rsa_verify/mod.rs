@@ -21,6 +21,7 @@
 //! return `false`.
 
 mod emsa;
+mod fma;
 mod jws;
 mod kernel;
 mod monty;
@@ -100,14 +101,26 @@ impl fmt::Display for KeyError {
 impl std::error::Error for KeyError {}
 
 /// An RSA public key with its Montgomery constants (limbs of n, −n⁻¹ mod 2²⁸, R² mod n).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct PublicKey {
     modulus: Modulus,
+    /// In wasm, the same for the floating-point kernel, when it passed its self-test with this
+    /// key (see `fma`).
+    fma: Option<Box<fma::Modulus52>>,
     /// n, big-endian, without leading zeros: k = its length.
     n: Box<[u8]>,
     bits: usize,
     e: u64,
 }
+
+/// Keys are their n and e; the rest is derived.
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &PublicKey) -> bool {
+        self.n == other.n && self.e == other.e
+    }
+}
+
+impl Eq for PublicKey {}
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -148,12 +161,37 @@ impl PublicKey {
             return Err(KeyError::EvenExponent);
         }
         let modulus = Modulus::new::<Best>(n).ok_or(KeyError::ModulusSize { bits })?;
-        Ok(PublicKey {
+        let mut key = PublicKey {
             modulus,
+            fma: None,
             n: n.into(),
             bits,
             e,
-        })
+        };
+        if cfg!(target_arch = "wasm32") {
+            key.fma = key.checked_fma_kernel().map(Box::new);
+        }
+        Ok(key)
+    }
+
+    /// The floating-point kernel for this key, if it computes what the integer kernel does:
+    /// one public operation on a value derived from n, compared byte for byte. It fails when
+    /// the engine does not fuse `relaxed_madd` (see `fma`).
+    fn checked_fma_kernel(&self) -> Option<fma::Modulus52> {
+        let fma = fma::Modulus52::new(&self.n)?;
+        // Below n: a smaller first byte (n has no leading zero byte), the rest scrambled.
+        let probe: Vec<u8> = self
+            .n
+            .iter()
+            .enumerate()
+            .map(|(i, b)| if i == 0 { b >> 1 } else { b ^ 0x5a })
+            .collect();
+        let (mut integer, mut float) = ([0u8; emsa::MAX_EM], [0u8; emsa::MAX_EM]);
+        let k = self.n.len();
+        let expected =
+            self.public_op_integer::<Best>(&probe, Best::DEDICATED_SQUARE, &mut integer)?;
+        let got = self.public_op_fma(&fma, &probe, &mut float)?;
+        (got.len() == k && got == expected).then_some(fma)
     }
 
     /// Modulus length in bits.
@@ -179,7 +217,7 @@ impl PublicKey {
     /// `hash` digest is `digest`.
     pub fn verify_pkcs1v15(&self, hash: HashAlg, digest: &[u8], signature: &[u8]) -> bool {
         let mut m = [0u8; emsa::MAX_EM];
-        match self.public_op::<Best>(signature, Best::DEDICATED_SQUARE, &mut m) {
+        match self.public_op(signature, &mut m) {
             Some(m) => emsa::pkcs1v15_matches(m, hash, digest),
             None => false,
         }
@@ -200,29 +238,54 @@ impl PublicKey {
         salt_len: usize,
     ) -> bool {
         let mut m = [0u8; emsa::MAX_EM];
-        match self.public_op::<Best>(signature, Best::DEDICATED_SQUARE, &mut m) {
+        match self.public_op(signature, &mut m) {
             Some(m) => emsa::pss_matches(m, self.bits, hash, digest, salt_len),
             None => false,
         }
     }
 
     /// RSAVP1 (RFC 8017 §5.2.2) on a signature of exactly k bytes: sᵉ mod n as k bytes in
-    /// `out`; `None` if the length is wrong or s ≥ n.
-    fn public_op<'a, K: Kernel>(
+    /// `out`; `None` if the length is wrong or s ≥ n. The floating-point kernel when this key
+    /// has it, else the best integer kernel.
+    fn public_op<'a>(&self, signature: &[u8], out: &'a mut [u8]) -> Option<&'a [u8]> {
+        match &self.fma {
+            Some(fma) => self.public_op_fma(fma, signature, out),
+            None => self.public_op_integer::<Best>(signature, Best::DEDICATED_SQUARE, out),
+        }
+    }
+
+    /// A signature of the right length, as a number below n.
+    fn representative_ok(&self, signature: &[u8]) -> bool {
+        // Same length, big-endian: byte order is numeric order.
+        signature.len() == self.n.len() && signature < &*self.n
+    }
+
+    fn public_op_integer<'a, K: Kernel>(
         &self,
         signature: &[u8],
         dedicated_square: bool,
         out: &'a mut [u8],
     ) -> Option<&'a [u8]> {
-        let k = self.n.len();
-        // Same length, big-endian: byte order is numeric order.
-        if signature.len() != k || signature >= &*self.n {
+        if !self.representative_ok(signature) {
             return None;
         }
         let s = monty::from_be_bytes(signature, self.modulus.len())?;
         let m = self.modulus.pow::<K>(&s, self.e, dedicated_square);
-        let out = out.get_mut(..k)?;
+        let out = out.get_mut(..self.n.len())?;
         monty::to_be_bytes(&m, out).then_some(&*out)
+    }
+
+    fn public_op_fma<'a>(
+        &self,
+        fma: &fma::Modulus52,
+        signature: &[u8],
+        out: &'a mut [u8],
+    ) -> Option<&'a [u8]> {
+        if !self.representative_ok(signature) {
+            return None;
+        }
+        let out = out.get_mut(..self.n.len())?;
+        fma.pow_be(signature, self.e, out).then_some(&*out)
     }
 }
 
@@ -237,27 +300,38 @@ pub mod bench_support {
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct Variant {
         pub name: &'static str,
+        /// The one verification uses on this target (for the floating-point kernel: once it
+        /// passed its self-test with the key).
         pub chosen: bool,
-        simd: bool,
+        kernel: KernelChoice,
         dedicated_square: bool,
     }
 
-    const SIMD: bool = cfg!(all(target_arch = "wasm32", target_feature = "simd128"));
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum KernelChoice {
+        Portable,
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Simd128,
+        Fma,
+    }
 
-    /// Every variant this target can run; `chosen` marks the one verification uses.
+    const WASM: bool = cfg!(target_arch = "wasm32");
+
+    /// Every variant this target can run. Natively the floating-point kernel runs with
+    /// software `fma` (slow; for its tests), in wasm with `relaxed_madd`.
     pub fn variants() -> Vec<Variant> {
         let mut all = Vec::new();
         all.extend([
             Variant {
                 name: "portable kernel, dedicated squaring",
-                chosen: !SIMD && Portable::DEDICATED_SQUARE,
-                simd: false,
+                chosen: !WASM && Portable::DEDICATED_SQUARE,
+                kernel: KernelChoice::Portable,
                 dedicated_square: true,
             },
             Variant {
                 name: "portable kernel, squaring as a product",
-                chosen: !SIMD && !Portable::DEDICATED_SQUARE,
-                simd: false,
+                chosen: !WASM && !Portable::DEDICATED_SQUARE,
+                kernel: KernelChoice::Portable,
                 dedicated_square: false,
             },
         ]);
@@ -265,31 +339,51 @@ pub mod bench_support {
         all.extend([
             Variant {
                 name: "simd128 kernel, dedicated squaring",
-                chosen: super::kernel::Simd128::DEDICATED_SQUARE,
-                simd: true,
+                chosen: false,
+                kernel: KernelChoice::Simd128,
                 dedicated_square: true,
             },
             Variant {
                 name: "simd128 kernel, squaring as a product",
-                chosen: !super::kernel::Simd128::DEDICATED_SQUARE,
-                simd: true,
+                chosen: false,
+                kernel: KernelChoice::Simd128,
                 dedicated_square: false,
             },
         ]);
+        all.push(Variant {
+            name: "f64 FMA kernel, 52-bit limbs",
+            chosen: WASM,
+            kernel: KernelChoice::Fma,
+            dedicated_square: false,
+        });
         all
     }
 
     pub fn public_op(key: &PublicKey, signature: &[u8], variant: Variant) -> Option<Vec<u8>> {
         let mut out = [0u8; emsa::MAX_EM];
         let square = variant.dedicated_square;
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        if variant.simd {
-            return key
-                .public_op::<super::kernel::Simd128>(signature, square, &mut out)
-                .map(<[u8]>::to_vec);
+        match variant.kernel {
+            KernelChoice::Portable => {
+                key.public_op_integer::<Portable>(signature, square, &mut out)
+            }
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            KernelChoice::Simd128 => {
+                key.public_op_integer::<super::kernel::Simd128>(signature, square, &mut out)
+            }
+            KernelChoice::Fma => match &key.fma {
+                Some(fma) => key.public_op_fma(fma, signature, &mut out),
+                None => {
+                    let fma = super::fma::Modulus52::new(&key.n)?;
+                    key.public_op_fma(&fma, signature, &mut out)
+                }
+            },
         }
-        key.public_op::<Portable>(signature, square, &mut out)
-            .map(<[u8]>::to_vec)
+        .map(<[u8]>::to_vec)
+    }
+
+    /// Whether verification with this key uses the floating-point kernel.
+    pub fn uses_fma(key: &PublicKey) -> bool {
+        key.fma.is_some()
     }
 }
 

@@ -121,7 +121,13 @@ fn public_operation_matches_num_bigint() {
             for s in samples {
                 let expected = to_k_bytes(&s.modpow(&BigUint::from(e), &n), k);
                 let sig = to_k_bytes(&s, k);
-                for variant in variants() {
+                // Natively the floating-point kernel runs on software fma: slow in a debug
+                // build, so it skips the wide exponents (e = 3 has a product step already).
+                let fma_too = e <= 65537 || cfg!(target_arch = "wasm32");
+                for variant in variants()
+                    .into_iter()
+                    .filter(|v| fma_too || !v.name.contains("FMA"))
+                {
                     assert_eq!(
                         public_op(&key, &sig, variant).as_ref(),
                         Some(&expected),
