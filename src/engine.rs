@@ -131,7 +131,7 @@ impl Engine {
             Some(JwksSource::Inline(keys)) => keys.clone(),
             Some(JwksSource::Remote(_)) | None => KeySet::default(),
         };
-        let verified_cache = TokenCache::new(match config.mode {
+        let verified_cache = TokenCache::for_verified_tokens(match config.mode {
             Mode::Introspect => 0,
             Mode::Jwt | Mode::Hybrid => config.cache_max_entries,
         });

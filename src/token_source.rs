@@ -15,6 +15,37 @@ pub enum HeaderUpdate {
     Remove(String),
 }
 
+/// Which request headers the token source reads (extraction and removal both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeededHeaders<'a> {
+    /// Envoy hands this header over as one value, so reading that value is the whole story:
+    /// `:path` exists once, and Envoy keeps `authorization` as a single entry, joining repeated
+    /// lines with commas (checked through Envoy 1.40 with HTTP/1.1 and HTTP/2; the suite's
+    /// "two tokens" case covers it), which [`extract`] refuses as several tokens.
+    One(&'a str),
+    /// Every entry of this header: Envoy keeps repeated custom headers (and `cookie` on
+    /// HTTP/1.1) as separate entries, of which a single-value read would show only the first.
+    All(&'a str),
+}
+
+impl NeededHeaders<'_> {
+    pub fn name(&self) -> &str {
+        match self {
+            NeededHeaders::One(name) | NeededHeaders::All(name) => name,
+        }
+    }
+}
+
+/// The headers `source` needs from a request.
+pub fn needed_headers(source: &TokenSource) -> NeededHeaders<'_> {
+    match source {
+        TokenSource::Header { name, .. } if name == "authorization" => NeededHeaders::One(name),
+        TokenSource::Header { name, .. } => NeededHeaders::All(name),
+        TokenSource::Query { .. } => NeededHeaders::One(":path"),
+        TokenSource::Cookie { .. } => NeededHeaders::All("cookie"),
+    }
+}
+
 /// Extracts the token. `Ok(None)` means the request carries no credentials of this kind.
 pub fn extract<'a>(
     source: &TokenSource,
@@ -48,12 +79,14 @@ pub fn extract<'a>(
     if token.is_empty() {
         return Err(Rejection::InvalidRequest(RequestProblem::EmptyToken));
     }
-    // Repeated headers may reach the filter joined into one value with commas.
-    if token.contains(&b',') {
-        return Err(Rejection::InvalidRequest(RequestProblem::MultipleTokens));
-    }
     if !is_b64token(token) {
-        return Err(Rejection::InvalidRequest(RequestProblem::InvalidCharacters));
+        // Repeated headers may reach the filter joined into one value with commas (a comma
+        // is not a b64token character, so a valid token never contains one).
+        return Err(Rejection::InvalidRequest(if token.contains(&b',') {
+            RequestProblem::MultipleTokens
+        } else {
+            RequestProblem::InvalidCharacters
+        }));
     }
     // is_b64token guarantees ASCII.
     std::str::from_utf8(token)
@@ -178,13 +211,28 @@ fn trim_ascii(bytes: &[u8]) -> &[u8] {
     bytes.trim_ascii()
 }
 
+/// The characters of a b64token before its `=` padding.
+static B64TOKEN_CHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
+
 /// RFC 6750 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 fn is_b64token(token: &[u8]) -> bool {
     let body_len = token.len() - token.iter().rev().take_while(|b| **b == b'=').count();
-    body_len > 0
-        && token[..body_len]
+    let body = token.get(..body_len).unwrap_or_default();
+    // Branch-free over the (long) body: one table lookup per byte.
+    !body.is_empty()
+        && body
             .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(b))
+            .fold(true, |ok, b| ok & B64TOKEN_CHAR[usize::from(*b)])
 }
 
 #[cfg(test)]

@@ -9,10 +9,8 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType};
+use super::abi::{self, BufferType, MapType};
 
 use crate::engine::IntrospectionOutcome;
 use crate::introspection::CallAnswer;
@@ -63,6 +61,11 @@ impl Calls {
     pub fn is_pending(&self, call: &Call) -> bool {
         self.to_dispatch.contains(call) || self.in_flight.values().any(|f| f.call == *call)
     }
+
+    /// Whether the call with this token was dispatched by this worker.
+    pub fn owns(&self, token: u32) -> bool {
+        self.in_flight.contains_key(&token)
+    }
 }
 
 /// The answer to a call; `status` is `None` when the call ended without a response.
@@ -88,18 +91,14 @@ impl CallResponse {
 }
 
 fn read_call_response(body_size: usize, limit: usize) -> CallResponse {
-    let status = hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
+    let status = abi::get_map_value(MapType::HttpCallResponseHeaders, ":status")
         .ok()
-        .and_then(|headers| {
-            headers
-                .into_iter()
-                .find(|(name, _)| name == ":status")
-                .and_then(|(_, value)| std::str::from_utf8(&value).ok()?.parse().ok())
-        });
+        .flatten()
+        .and_then(|value| std::str::from_utf8(&value).ok()?.parse().ok());
     let body = if body_size == 0 || body_size > limit {
         None
     } else {
-        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+        abi::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
             .ok()
             .flatten()
     };
@@ -113,7 +112,7 @@ pub fn schedule(worker: &mut Worker, call: Call) -> bool {
         return false;
     };
     worker.calls.to_dispatch.push(call);
-    if hostcalls::enqueue_shared_queue(queue, Some(b"w")).is_err() {
+    if abi::enqueue_shared_queue(queue, b"w").is_err() {
         // Without a wake-up the call would sit forever: take it back.
         worker.calls.to_dispatch.pop();
         return false;
@@ -145,14 +144,8 @@ pub fn dispatch(worker: &mut Worker, call: Call) -> Result<(), Call> {
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_str()))
         .collect();
-    let body = (!spec.body.is_empty()).then_some(spec.body.as_slice());
-    match hostcalls::dispatch_http_call(
-        &spec.cluster,
-        headers,
-        body,
-        vec![],
-        Duration::from_millis(spec.timeout_ms),
-    ) {
+    let timeout_ms = u32::try_from(spec.timeout_ms).unwrap_or(u32::MAX);
+    match abi::dispatch_http_call(&spec.cluster, &headers, &spec.body, timeout_ms) {
         Ok(token) => {
             if matches!(call, Call::Introspection(_)) {
                 worker.metrics.increment(Counter::IntrospectionCalls);

@@ -6,8 +6,7 @@
 //! pick them up on their next tick (or at once, when a request of theirs meets an unknown
 //! `kid`).
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::Status;
+use super::abi::{self, Status};
 
 use crate::config::RemoteJwks;
 use crate::introspection::HttpCall;
@@ -46,7 +45,7 @@ pub fn sync_from_shared(worker: &mut Worker) -> bool {
     let Some(remote) = worker.remote.as_mut() else {
         return false;
     };
-    let Ok((Some(record), Some(cas))) = hostcalls::get_shared_data(&remote.keys_key) else {
+    let Ok((Some(record), Some(cas))) = abi::get_shared_data(&remote.keys_key) else {
         return false;
     };
     if remote.seen_cas == Some(cas) {
@@ -160,9 +159,9 @@ fn publish(worker: &mut Worker, now: Now, jwks: &[u8]) {
         return;
     };
     let record = encode_key_record(now.millis, jwks);
-    if hostcalls::set_shared_data(&remote.keys_key, Some(&record), None).is_ok() {
+    if abi::set_shared_data(&remote.keys_key, &record, None).is_ok() {
         // This worker already runs these keys: remember the record so a tick skips it.
-        remote.seen_cas = hostcalls::get_shared_data(&remote.keys_key)
+        remote.seen_cas = abi::get_shared_data(&remote.keys_key)
             .ok()
             .and_then(|(_, cas)| cas);
     }
@@ -189,7 +188,7 @@ fn update_state(
     mut change: impl FnMut(&mut FetchState) -> bool,
 ) -> Option<FetchState> {
     for _ in 0..4 {
-        let (bytes, cas) = hostcalls::get_shared_data(&remote.state_key).ok()?;
+        let (bytes, cas) = abi::get_shared_data(&remote.state_key).ok()?;
         let mut state = bytes
             .as_deref()
             .and_then(FetchState::decode)
@@ -197,7 +196,7 @@ fn update_state(
         if !change(&mut state) {
             return None;
         }
-        match hostcalls::set_shared_data(&remote.state_key, Some(&state.encode()), cas) {
+        match abi::set_shared_data(&remote.state_key, &state.encode(), cas) {
             Ok(()) => return Some(state),
             Err(Status::CasMismatch) => continue,
             Err(_) => return None,

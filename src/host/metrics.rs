@@ -1,7 +1,6 @@
 //! Metric handles of one VM. Envoy aggregates metrics of the same name across workers.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MetricType, Status};
+use super::abi::{self, MetricType, Status};
 
 use crate::config::Config;
 use crate::engine::{CacheUse, IntrospectionCacheUse};
@@ -20,22 +19,22 @@ impl Metrics {
     pub fn define() -> Result<Metrics, Status> {
         let mut counters = [0; Counter::ALL.len()];
         for (slot, counter) in counters.iter_mut().zip(Counter::ALL) {
-            *slot = hostcalls::define_metric(MetricType::Counter, counter.name())?;
+            *slot = abi::define_metric(MetricType::Counter, counter.name())?;
         }
         let mut gauges = [0; Gauge::ALL.len()];
         for (slot, gauge) in gauges.iter_mut().zip(Gauge::ALL) {
-            *slot = hostcalls::define_metric(MetricType::Gauge, gauge.name())?;
+            *slot = abi::define_metric(MetricType::Gauge, gauge.name())?;
         }
         let mut denied = [0; DenyReason::ALL.len()];
         for (slot, reason) in denied.iter_mut().zip(DenyReason::ALL) {
-            *slot = hostcalls::define_metric(MetricType::Counter, &denied_name(reason))?;
+            *slot = abi::define_metric(MetricType::Counter, &denied_name(reason))?;
         }
         let mut idp_errors = [0; IdpFailure::ALL.len()];
         for (slot, failure) in idp_errors.iter_mut().zip(IdpFailure::ALL) {
-            *slot = hostcalls::define_metric(MetricType::Counter, &idp_error_name(failure))?;
+            *slot = abi::define_metric(MetricType::Counter, &idp_error_name(failure))?;
         }
         let introspection_latency =
-            hostcalls::define_metric(MetricType::Histogram, INTROSPECTION_LATENCY_MS)?;
+            abi::define_metric(MetricType::Histogram, INTROSPECTION_LATENCY_MS)?;
         Ok(Metrics {
             counters,
             gauges,
@@ -46,23 +45,23 @@ impl Metrics {
     }
 
     pub fn increment(&self, counter: Counter) {
-        let _ = hostcalls::increment_metric(self.counters[counter as usize], 1);
+        let _ = abi::increment_metric(self.counters[counter as usize], 1);
     }
 
     pub fn set(&self, gauge: Gauge, value: u64) {
-        let _ = hostcalls::record_metric(self.gauges[gauge as usize], value);
+        let _ = abi::record_metric(self.gauges[gauge as usize], value);
     }
 
     pub fn record_denied(&self, reason: DenyReason) {
-        let _ = hostcalls::increment_metric(self.denied[reason.index()], 1);
+        let _ = abi::increment_metric(self.denied[reason.index()], 1);
     }
 
     pub fn record_idp_error(&self, failure: IdpFailure) {
-        let _ = hostcalls::increment_metric(self.idp_errors[failure.index()], 1);
+        let _ = abi::increment_metric(self.idp_errors[failure.index()], 1);
     }
 
     pub fn record_introspection_latency(&self, millis: u64) {
-        let _ = hostcalls::record_metric(self.introspection_latency, millis);
+        let _ = abi::record_metric(self.introspection_latency, millis);
     }
 
     pub fn record_cache(&self, cache: CacheUse, introspection: IntrospectionCacheUse) {
