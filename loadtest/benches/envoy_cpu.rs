@@ -6,7 +6,7 @@
 //! fixed window by the requests completed in that window.
 //!
 //! ```text
-//! cargo build --release --target wasm32-wasip1 -p tokengate
+//! cargo build --release --target wasm32-wasip1 -p tokengate -p passthrough
 //! cargo build --release -p loadtest --bins
 //! cargo bench -p loadtest --bench envoy_cpu [-- --only jwt-unique,no-auth --window 10]
 //! ```
@@ -27,6 +27,17 @@
 //! the expected one (200; 401 for the tampered tokens). The unique-token scenarios cycle through
 //! more distinct tokens than tokengate's cache (4096) and jwt_authn's (10000) hold, so every
 //! request is a full RS256 verification; the `cache hits` column shows that it was.
+//!
+//! The `passthrough` scenario is the floor of any wasm token filter: the `jwt` gateway rendered
+//! from the same template (same V8 runtime, `vm_config`, plugin configuration and request, the
+//! repeated token included) with the filter's code swapped for `filters/passthrough`, which reads
+//! the `authorization` header and the clock and returns `Continue`. `jwt-repeated` minus
+//! `passthrough` is what tokengate itself costs on a cached token; `passthrough` minus `no-auth`
+//! is the wasm machinery plus those two reads.
+//! `jwt-repeated-bare` is `jwt-repeated` with claim forwarding off (four claims copied into
+//! headers cost host calls that are work asked for, not the cache's cost), so `jwt-repeated-bare`
+//! minus `passthrough` is the cached-token decision itself: read the token header, look it up,
+//! admit.
 //!
 //! Columns: requests completed in the window, req/s, Envoy CPU µs per request, Envoy / client /
 //! backend CPU as a share of one core, `other cpu` (machine CPU time charged to none of those:
@@ -54,7 +65,10 @@ use hyper::header::{AUTHORIZATION, HOST, HeaderValue};
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use loadtest::cpu::{CpuSampler, CpuWindow, clock_ticks_per_second};
+use loadtest::envoy::{Envoy, EnvoyOptions};
 use loadtest::jwks_server::JwksServer;
+use loadtest::ports::free_port;
+use loadtest::render::{self, Topology};
 use loadtest::stack::{GatewaySpec, RunningGateway, start_gateway};
 use serde_json::{Value, json};
 use tokengate::algorithm::Algorithm;
@@ -96,9 +110,20 @@ impl Tokens {
     }
 }
 
+/// The code loaded into the gateway's wasm filter (gateways without one ignore it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wasm {
+    Tokengate,
+    /// `filters/passthrough`: does nothing, the floor of a Rust proxy-wasm filter.
+    Passthrough,
+}
+
 struct Scenario {
     name: &'static str,
     gateway: &'static str,
+    wasm: Wasm,
+    /// RFC 7386 merge patch for the gateway's plugin configuration.
+    plugin_patch: Option<&'static str>,
     tokens: Tokens,
     expected_status: u16,
 }
@@ -107,36 +132,64 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "no-auth",
         gateway: "no-auth",
+        wasm: Wasm::Tokengate,
+        plugin_patch: None,
         tokens: Tokens::None,
+        expected_status: 200,
+    },
+    Scenario {
+        name: "passthrough",
+        gateway: "jwt",
+        wasm: Wasm::Passthrough,
+        plugin_patch: None,
+        tokens: Tokens::Repeated,
         expected_status: 200,
     },
     Scenario {
         name: "native-jwt-repeated",
         gateway: "native-jwt",
+        wasm: Wasm::Tokengate,
+        plugin_patch: None,
         tokens: Tokens::Repeated,
         expected_status: 200,
     },
     Scenario {
         name: "native-jwt-unique",
         gateway: "native-jwt",
+        wasm: Wasm::Tokengate,
+        plugin_patch: None,
         tokens: Tokens::Unique,
         expected_status: 200,
     },
     Scenario {
         name: "jwt-repeated",
         gateway: "jwt",
+        wasm: Wasm::Tokengate,
+        plugin_patch: None,
+        tokens: Tokens::Repeated,
+        expected_status: 200,
+    },
+    Scenario {
+        name: "jwt-repeated-bare",
+        gateway: "jwt",
+        wasm: Wasm::Tokengate,
+        plugin_patch: Some(r#"{"forward": {"claims_to_headers": []}}"#),
         tokens: Tokens::Repeated,
         expected_status: 200,
     },
     Scenario {
         name: "jwt-unique",
         gateway: "jwt",
+        wasm: Wasm::Tokengate,
+        plugin_patch: None,
         tokens: Tokens::Unique,
         expected_status: 200,
     },
     Scenario {
         name: "jwt-tampered",
         gateway: "jwt",
+        wasm: Wasm::Tokengate,
+        plugin_patch: None,
         tokens: Tokens::Tampered,
         expected_status: 401,
     },
@@ -271,28 +324,53 @@ fn parse_seconds(text: Option<&str>, what: &str, default: f64) -> Result<Duratio
 struct Prerequisites {
     envoy: PathBuf,
     wasm: PathBuf,
+    /// Only when a selected scenario runs it.
+    passthrough: Option<PathBuf>,
     backend: PathBuf,
 }
 
-fn check_prerequisites() -> Result<Prerequisites> {
+/// The pass-through filter's release build, beside tokengate's.
+fn passthrough_wasm_path() -> Result<PathBuf> {
+    let path = target_dir().join("wasm32-wasip1/release/passthrough.wasm");
+    if path.is_file() {
+        return Ok(path);
+    }
+    bail!(
+        "pass-through filter not found at {}; build it with \
+         `cargo build --release --target wasm32-wasip1 -p passthrough`",
+        path.display()
+    )
+}
+
+fn check_prerequisites(options: &Options) -> Result<Prerequisites> {
     let envoy = loadtest::paths::envoy_binary();
     let wasm = loadtest::paths::wasm_path();
     let backend = loadtest::paths::sibling_binary("backend");
-    match (envoy, wasm, backend) {
-        (Ok(envoy), Ok(wasm), Ok(backend)) => Ok(Prerequisites {
+    let passthrough = if options
+        .scenarios
+        .iter()
+        .any(|s| s.wasm == Wasm::Passthrough)
+    {
+        passthrough_wasm_path().map(Some)
+    } else {
+        Ok(None)
+    };
+    match (envoy, wasm, passthrough, backend) {
+        (Ok(envoy), Ok(wasm), Ok(passthrough), Ok(backend)) => Ok(Prerequisites {
             envoy,
             wasm,
+            passthrough,
             backend,
         }),
-        (envoy, wasm, backend) => {
-            let problems: Vec<String> = [envoy.err(), wasm.err(), backend.err()]
+        (envoy, wasm, passthrough, backend) => {
+            let problems: Vec<String> = [envoy.err(), wasm.err(), passthrough.err(), backend.err()]
                 .into_iter()
                 .flatten()
                 .map(|e| format!("  - {e}"))
                 .collect();
             bail!(
                 "cannot run:\n{}\n\nBuild what it needs first:\n  \
-                 cargo build --release --target wasm32-wasip1 -p tokengate\n  \
+                 cargo build --release --target wasm32-wasip1 -p tokengate -p passthrough\n  \
                  cargo build --release -p loadtest --bins\nthen run \
                  `cargo bench -p loadtest --bench envoy_cpu`.",
                 problems.join("\n")
@@ -326,7 +404,7 @@ fn mint_unique(issuer: &str, now: i64, count: usize) -> Result<Vec<String>> {
                 scope.spawn(move || {
                     let key = TestKey::rsa_a();
                     range
-                        .map(|i| token_spec(issuer, now, format!("bench-{now}-{i}")).sign(&key))
+                        .map(|i| token_spec(issuer, now, format!("bench-{now}-{i}")).sign(key))
                         .collect::<Vec<String>>()
                 })
             })
@@ -360,7 +438,7 @@ impl TokenSets {
     fn prepare(options: &Options, issuer: &str) -> Result<TokenSets> {
         let now = unix_now();
         let key = TestKey::rsa_a();
-        let repeated = vec![token_spec(issuer, now, format!("bench-{now}-repeated")).sign(&key)];
+        let repeated = vec![token_spec(issuer, now, format!("bench-{now}-repeated")).sign(key)];
         let wants = |kind: Tokens| options.scenarios.iter().any(|s| s.tokens == kind);
         let (unique, mint_time) = if wants(Tokens::Unique) || wants(Tokens::Tampered) {
             let started = Instant::now();
@@ -615,6 +693,8 @@ async fn sample_window(
 
 struct Stack {
     dir: PathBuf,
+    /// The snapshot of the pass-through filter, if a scenario runs it.
+    passthrough: Option<PathBuf>,
     backend: loadtest::process::ManagedProcess,
     backend_port: u16,
     idp: JwksServer,
@@ -764,7 +844,7 @@ async fn wait_until_serving(
     scenario: &Scenario,
     probe_token: &HeaderValue,
 ) -> Result<()> {
-    if scenario.gateway == "jwt" {
+    if scenario.gateway == "jwt" && scenario.wasm == Wasm::Tokengate {
         gateway
             .envoy
             .wait_for_stat("wasmcustom.tokengate.jwks.keys_loaded", 1, READY_TIMEOUT)
@@ -796,6 +876,41 @@ async fn wait_until_serving(
     }
 }
 
+/// Renders `spec`'s template, exactly as `start_gateway` does, but with `wasm` as the filter's
+/// code, and starts Envoy on it.
+fn start_with_wasm(
+    dir: &Path,
+    spec: &GatewaySpec,
+    stack: &Stack,
+    wasm: &Path,
+) -> Result<RunningGateway> {
+    let mut topology = Topology::native(
+        free_port()?,
+        free_port()?,
+        stack.backend_port,
+        stack.idp.port(),
+        wasm.display().to_string(),
+    );
+    topology.wasm_runtime = loadtest::paths::wasm_runtime();
+    let envoy_dir = loadtest::paths::repo_root().join("envoy");
+    let text = render::render_gateway(&envoy_dir, &spec.gateway, &topology, None)?;
+    let config_path = render::write_rendered(dir, &spec.gateway, &text)?;
+    let mut options = EnvoyOptions::from_paths()?;
+    options.concurrency = spec.concurrency;
+    let envoy = Envoy::start(
+        &config_path,
+        topology.admin_port,
+        topology.listen_port,
+        &options,
+        dir,
+    )?;
+    Ok(RunningGateway {
+        envoy,
+        config_path,
+        topology,
+    })
+}
+
 fn run_scenario(
     runtime: &tokio::runtime::Runtime,
     stack: &Stack,
@@ -805,14 +920,23 @@ fn run_scenario(
 ) -> Result<ScenarioResult> {
     let dir = stack.dir.join(scenario.name);
     loadtest::paths::ensure_dir(&dir)?;
-    let spec = GatewaySpec::new(scenario.gateway).concurrency(1);
-    let gateway =
-        start_gateway(&dir, &spec, stack.backend_port, stack.idp.port()).with_context(|| {
-            format!(
-                "starting gateway {} for {}",
-                scenario.gateway, scenario.name
-            )
-        })?;
+    let mut spec = GatewaySpec::new(scenario.gateway).concurrency(1);
+    if let Some(patch) = scenario.plugin_patch {
+        spec = spec.patch(serde_json::from_str(patch)?);
+    }
+    let started = match scenario.wasm {
+        Wasm::Tokengate => start_gateway(&dir, &spec, stack.backend_port, stack.idp.port()),
+        Wasm::Passthrough => match &stack.passthrough {
+            Some(wasm) => start_with_wasm(&dir, &spec, stack, wasm),
+            None => Err(anyhow!("the pass-through filter was not prepared")),
+        },
+    };
+    let gateway = started.with_context(|| {
+        format!(
+            "starting gateway {} for {}",
+            scenario.gateway, scenario.name
+        )
+    })?;
     let envoy_pid = verify_envoy_process(&gateway)?;
     let probe = tokens
         .repeated
@@ -912,6 +1036,7 @@ fn print_table(results: &[ScenarioResult]) {
          verified-token\ncache's hit share over the whole scenario.",
         std::thread::available_parallelism().map_or(0, usize::from)
     );
+    print_differences(results);
     for r in results.iter().filter(|r| r.bad() > 0) {
         let t = &r.measurement.tally;
         let mut statuses = t.warmup.unexpected.clone();
@@ -929,6 +1054,71 @@ fn print_table(results: &[ScenarioResult]) {
     }
 }
 
+/// The comparisons the scenarios exist for, where both sides ran.
+fn print_differences(results: &[ScenarioResult]) {
+    const PAIRS: &[(&str, &str, &str)] = &[
+        (
+            "passthrough",
+            "no-auth",
+            "a wasm filter that reads the token header and the clock",
+        ),
+        (
+            "jwt-repeated",
+            "passthrough",
+            "tokengate on a cached token, over the floor",
+        ),
+        (
+            "jwt-repeated-bare",
+            "passthrough",
+            "the cached-token decision alone (no claim headers)",
+        ),
+        (
+            "jwt-repeated",
+            "jwt-repeated-bare",
+            "forwarding four claims as headers",
+        ),
+        (
+            "jwt-unique",
+            "jwt-repeated",
+            "a full RS256 validation, over a cache hit",
+        ),
+        (
+            "jwt-unique",
+            "native-jwt-unique",
+            "tokengate vs jwt_authn, unique tokens",
+        ),
+        (
+            "jwt-repeated",
+            "native-jwt-repeated",
+            "tokengate vs jwt_authn, cached token",
+        ),
+    ];
+    let us = |name: &str| {
+        results
+            .iter()
+            .find(|r| r.name == name)
+            .map(ScenarioResult::envoy_us_per_request)
+            .filter(|us| us.is_finite())
+    };
+    let lines: Vec<String> = PAIRS
+        .iter()
+        .filter_map(|(a, b, what)| {
+            let difference = us(a)? - us(b)?;
+            Some(format!(
+                "  {:<40} {difference:>+7.1} µs  {what}",
+                format!("{a} - {b}")
+            ))
+        })
+        .collect();
+    if !lines.is_empty() {
+        println!();
+        println!("differences in Envoy CPU per request:");
+        for line in lines {
+            println!("{line}");
+        }
+    }
+}
+
 fn target_dir() -> PathBuf {
     let root = loadtest::paths::repo_root();
     match std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
@@ -942,6 +1132,7 @@ fn write_json(
     options: &Options,
     prerequisites: &Prerequisites,
     wasm: &WasmSnapshot,
+    passthrough: Option<&WasmSnapshot>,
     tokens: &TokenSets,
     results: &[ScenarioResult],
 ) -> Result<()> {
@@ -953,6 +1144,7 @@ fn write_json(
         "wasm_path": prerequisites.wasm.display().to_string(),
         "wasm_bytes": wasm.bytes,
         "wasm_snapshot": wasm.path.display().to_string(),
+        "passthrough_wasm_bytes": passthrough.map(|p| p.bytes),
         "backend_binary": prerequisites.backend.display().to_string(),
         "backend_threads": BACKEND_THREADS,
         "clock_ticks_per_second": clock_ticks_per_second()?,
@@ -987,6 +1179,14 @@ fn snapshot_wasm(wasm: &Path, dir: &Path) -> Result<WasmSnapshot> {
     Ok(WasmSnapshot { path: copy, bytes })
 }
 
+/// The pass-through filter's copy in the run directory, for the same reason.
+fn copy_passthrough(wasm: &Path, dir: &Path) -> Result<WasmSnapshot> {
+    let copy = dir.join("passthrough.wasm");
+    let bytes = std::fs::copy(wasm, &copy)
+        .with_context(|| format!("copying {} to {}", wasm.display(), copy.display()))?;
+    Ok(WasmSnapshot { path: copy, bytes })
+}
+
 struct WasmSnapshot {
     path: PathBuf,
     bytes: u64,
@@ -1005,7 +1205,7 @@ fn main() -> ExitCode {
 
 fn run() -> Result<()> {
     let options = parse_options()?;
-    let prerequisites = check_prerequisites()?;
+    let prerequisites = check_prerequisites(&options)?;
     if prerequisites
         .backend
         .components()
@@ -1019,6 +1219,10 @@ fn run() -> Result<()> {
     }
     let dir = loadtest::paths::run_dir("bench-envoy-cpu");
     let wasm = snapshot_wasm(&prerequisites.wasm, &dir)?;
+    let passthrough = match &prerequisites.passthrough {
+        Some(path) => Some(copy_passthrough(path, &dir)?),
+        None => None,
+    };
     eprintln!(
         "envoy_cpu: {} scenario(s), {} connections, warm-up {:.1} s, window {:.1} s;\n  \
          wasm {} ({} bytes, run from a copy in the run directory)\n  backend {}",
@@ -1042,6 +1246,7 @@ fn run() -> Result<()> {
     let tokens = TokenSets::prepare(&options, &issuer)?;
     let stack = Stack {
         dir,
+        passthrough: passthrough.as_ref().map(|p| p.path.clone()),
         backend,
         backend_port: backend_addr.port(),
         idp,
@@ -1073,6 +1278,7 @@ fn run() -> Result<()> {
         &options,
         &prerequisites,
         &wasm,
+        passthrough.as_ref(),
         &tokens,
         &results,
     )?;

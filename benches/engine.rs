@@ -1,0 +1,257 @@
+//! The filter's core per request: `Engine::authenticate` on a cached token and on a token seen
+//! for the first time (full RS256 validation), and the steps a first sighting takes, with the
+//! `jwt` gateway's configuration (envoy/jwt.yaml: four claims forwarded) and Keycloak-shaped
+//! tokens like the ones `loadtest/benches/envoy_cpu.rs` sends. Runs natively and under WASI
+//! (Node's V8, the engine family Envoy runs the filter on):
+//!
+//!     cargo bench -p tokengate --features testkit --bench engine [-- FILTER]
+//!     cargo bench -p tokengate --features testkit --bench engine --target wasm32-wasip1 [-- FILTER]
+//!
+//! Each line: microseconds per operation, median and minimum of several timed runs after a
+//! warm-up. The request rows include what the host does with the decision (visiting every
+//! header update); they exclude the host calls themselves, which only Envoy can time
+//! (`loadtest/benches/envoy_cpu.rs`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use base64ct::Encoding as _;
+use jwt_compact::UntrustedToken;
+use serde_json::{Value, json};
+use tokengate::algorithm::Algorithm;
+use tokengate::config;
+use tokengate::engine::{CacheUse, Decision, Engine, Evaluation};
+use tokengate::jwks::{KeyLookup, KeySet};
+use tokengate::testkit::{TestKey, TokenSpec, jwks, tamper_signature};
+use tokengate::token_source;
+use tokengate::validate;
+
+/// Timed runs per benchmark; the median is reported.
+const RUNS: usize = 7;
+/// Target duration of one timed run.
+const RUN_TIME: Duration = Duration::from_millis(150);
+const ISSUER: &str = "http://127.0.0.1:8080/realms/tokengate";
+const AUDIENCE: &str = "tokengate-api";
+const KID: &str = "k1";
+const NOW: i64 = 1_750_000_000;
+/// Distinct tokens cycled through a cache of `MISS_CACHE` entries: every lookup misses.
+const MISS_TOKENS: usize = 64;
+const MISS_CACHE: usize = 16;
+
+struct Bench {
+    filter: Option<String>,
+}
+
+impl Bench {
+    fn wants(&self, name: &str) -> bool {
+        self.filter
+            .as_deref()
+            .is_none_or(|filter| name.contains(filter))
+    }
+
+    /// Times `f` (which must return true: it is checked once before timing).
+    fn run(&mut self, name: &str, mut f: impl FnMut() -> bool) {
+        if !self.wants(name) {
+            return;
+        }
+        assert!(f(), "{name}: the operation failed");
+        // Warm-up (V8 tiers up hot functions), and the iteration count for one run.
+        let start = Instant::now();
+        let mut warm = 0u64;
+        while start.elapsed() < RUN_TIME / 2 || warm < 3 {
+            black_box(f());
+            warm += 1;
+        }
+        let per_iter = start.elapsed().as_secs_f64() / warm as f64;
+        let iters = ((RUN_TIME.as_secs_f64() / per_iter) as u64).max(3);
+        let mut samples: Vec<f64> = (0..RUNS)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    black_box(f());
+                }
+                t.elapsed().as_secs_f64() * 1e6 / iters as f64
+            })
+            .collect();
+        samples.sort_by(f64::total_cmp);
+        let (median, min) = (samples[RUNS / 2], samples[0]);
+        println!("{name:<60} {median:>9.2} µs  (min {min:>9.2})");
+    }
+}
+
+/// envoy/jwt.yaml's plugin configuration, with the key inline and a cache of `cache` entries.
+fn config(cache: usize) -> config::Config {
+    let config = json!({
+        "mode": "jwt",
+        "issuer": ISSUER,
+        "audiences": [AUDIENCE],
+        "algorithms": ["RS256", "ES256"],
+        "clock_skew_seconds": 5,
+        "realm": "tokengate",
+        "jwks": {"inline": jwks(&[TestKey::rsa_a().public_jwk(KID, Some("RS256"))])},
+        "forward": {
+            "strip_authorization": false,
+            "claims_to_headers": [
+                {"claim": "sub", "header": "x-jwt-sub"},
+                {"claim": "azp", "header": "x-jwt-client"},
+                {"claim": "scope", "header": "x-jwt-scope"},
+                {"claim": "realm_access.roles", "header": "x-jwt-roles"}
+            ]
+        },
+        "cache": {"max_entries": cache}
+    });
+    config::parse(config.to_string().as_bytes()).unwrap()
+}
+
+fn token(jti: &str) -> String {
+    TokenSpec::access_token(Algorithm::Rs256, KID, ISSUER, AUDIENCE, NOW)
+        .claim("jti", jti)
+        .sign(TestKey::rsa_a())
+}
+
+/// The request headers Envoy hands the filter for the bench's requests.
+fn request(token: &str) -> Vec<(String, Vec<u8>)> {
+    [
+        (":authority", "127.0.0.1:10000"),
+        (":path", "/orders/42"),
+        (":method", "GET"),
+        (":scheme", "http"),
+        ("authorization", &format!("Bearer {token}")),
+        ("x-forwarded-proto", "http"),
+        ("x-request-id", "0b6d7c2e-4f7a-4a8e-9a53-1f2d3c4b5a69"),
+    ]
+    .iter()
+    .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+    .collect()
+}
+
+/// What the host does with an evaluation: visit every header update.
+fn settle(engine: &Engine, evaluation: &Evaluation) -> usize {
+    match &evaluation.decision {
+        Decision::Allow(admission) => {
+            let mut bytes = 0;
+            admission.for_each_update(engine.config(), |name, value| {
+                bytes += name.len() + value.map_or(0, str::len);
+            });
+            bytes
+        }
+        _ => 0,
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; anything else not starting with `-` filters by name.
+    let filter = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
+    let mut bench = Bench { filter };
+    let target = if cfg!(target_arch = "wasm32") {
+        if cfg!(target_feature = "simd128") {
+            "wasm32 (simd128)"
+        } else {
+            "wasm32 (no simd128)"
+        }
+    } else {
+        std::env::consts::ARCH
+    };
+    println!("engine, {target}, median of {RUNS} runs");
+
+    let repeated = token("bench-repeated");
+    println!(
+        "-- one request (token of {} bytes, {} headers)",
+        repeated.len(),
+        request(&repeated).len()
+    );
+    {
+        let mut engine = Engine::new(config(4096));
+        let headers = request(&repeated);
+        let first = engine.authenticate(&headers, NOW);
+        assert!(matches!(first.decision, Decision::Allow(_)), "{first:?}");
+        bench.run("authenticate, cached token (hit)", || {
+            let evaluation = engine.authenticate(black_box(&headers), NOW);
+            evaluation.cache == CacheUse::Hit && settle(&engine, &evaluation) > 0
+        });
+    }
+    let misses: Vec<Vec<(String, Vec<u8>)>> = if bench.wants("authenticate, new") {
+        (0..MISS_TOKENS)
+            .map(|i| request(&token(&format!("bench-{i}"))))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if !misses.is_empty() {
+        let mut engine = Engine::new(config(MISS_CACHE));
+        let mut next = 0;
+        bench.run("authenticate, new token (miss: RS256 validation)", || {
+            let headers = &misses[next % misses.len()];
+            next += 1;
+            let evaluation = engine.authenticate(black_box(headers), NOW);
+            evaluation.cache == CacheUse::Miss && settle(&engine, &evaluation) > 0
+        });
+        let tampered: Vec<_> = misses
+            .iter()
+            .map(|headers| {
+                let value = std::str::from_utf8(&headers[4].1).unwrap();
+                let token = value.strip_prefix("Bearer ").unwrap();
+                request(&tamper_signature(token))
+            })
+            .collect();
+        let mut next = 0;
+        bench.run("authenticate, new token, bad signature", || {
+            let headers = &tampered[next % tampered.len()];
+            next += 1;
+            let evaluation = engine.authenticate(black_box(headers), NOW);
+            matches!(evaluation.decision, Decision::Deny(_))
+        });
+    }
+
+    println!("-- the steps of a miss");
+    let config = config(4096);
+    let headers = request(&repeated);
+    bench.run("token_source::extract", || {
+        token_source::extract(&config.token_source, black_box(&headers)).is_ok_and(|t| t.is_some())
+    });
+    let keys = KeySet::parse(
+        jwks(&[TestKey::rsa_a().public_jwk(KID, Some("RS256"))])
+            .to_string()
+            .as_bytes(),
+        config.algorithms,
+    )
+    .unwrap()
+    .0;
+    bench.run("validate::validate (everything below)", || {
+        validate::validate(&config, &keys, black_box(&repeated), NOW).is_ok()
+    });
+    let payload = repeated.split('.').nth(1).unwrap();
+    println!("-- the steps, through jwt-compact");
+    bench.run(
+        "jwt-compact UntrustedToken::try_from (base64, header)",
+        || UntrustedToken::new(black_box(&repeated)).is_ok(),
+    );
+    let untrusted = UntrustedToken::new(&repeated).unwrap();
+    bench.run("jwt-compact Claims<serde_json Map> (flatten)", || {
+        untrusted
+            .deserialize_claims_unchecked::<serde_json::Map<String, Value>>()
+            .is_ok()
+    });
+    bench.run("  of which: base64ct decode of the payload", || {
+        base64ct::Base64UrlUnpadded::decode_vec(black_box(payload)).is_ok()
+    });
+    println!("-- the signature");
+    let (signed, signature) = repeated.rsplit_once('.').unwrap();
+    bench.run("SHA-256 of the signing input", || {
+        tokengate::rsa_verify::HashAlg::Sha256
+            .digest(black_box(signed.as_bytes()))
+            .len()
+            == 32
+    });
+    let signature = base64ct::Base64UrlUnpadded::decode_vec(signature).unwrap();
+    let KeyLookup::Found(entry) = keys.lookup(Some(KID), Algorithm::Rs256) else {
+        panic!("key k1");
+    };
+    bench.run("signature: VerifyingKey::verify (SHA-256 + RSA)", || {
+        entry
+            .key
+            .verify(Algorithm::Rs256, black_box(signed.as_bytes()), &signature)
+    });
+}
