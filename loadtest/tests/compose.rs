@@ -20,14 +20,21 @@ fn compose_file() -> PathBuf {
 #[test]
 fn the_compose_file_matches_the_native_stack() -> Result<()> {
     let problems = compose::check(&compose_file(), &root())?;
-    ensure!(problems.is_empty(), "compose problems:\n{}", problems.join("\n"));
+    ensure!(
+        problems.is_empty(),
+        "compose problems:\n{}",
+        problems.join("\n")
+    );
     Ok(())
 }
 
 /// A copy of the compose file, edited, next to the original (relative mounts still resolve).
 fn broken_variant(name: &str, from: &str, to: &str) -> Result<PathBuf> {
     let text = std::fs::read_to_string(compose_file())?;
-    ensure!(text.contains(from), "the compose file no longer contains {from:?}");
+    ensure!(
+        text.contains(from),
+        "the compose file no longer contains {from:?}"
+    );
     let path = root().join(format!("compose/.broken-{name}.yml"));
     std::fs::write(&path, text.replacen(from, to, 1))?;
     Ok(path)
@@ -36,11 +43,36 @@ fn broken_variant(name: &str, from: &str, to: &str) -> Result<PathBuf> {
 #[test]
 fn broken_services_mounts_and_paths_are_caught() -> Result<()> {
     let cases = [
-        ("config-path", "/etc/envoy/${GATEWAY:-jwt}.yaml", "/etc/envoy/${GATEWAY:-jwt}.yml", "envoy does not run"),
-        ("realm-mount", "../keycloak/realm-tokengate.json", "../keycloak/realm.json", "does not exist"),
-        ("service", "\n  backend:\n", "\n  api:\n", "which is undefined"),
-        ("envoy-version", "envoyproxy/envoy:v1.40.0", "envoyproxy/envoy:v1.31.0", "is not the tested"),
-        ("wasm", "/etc/tokengate/tokengate.wasm", "/etc/tokengate/filter.wasm", "does not place the filter"),
+        (
+            "config-path",
+            "/etc/envoy/${GATEWAY:-jwt}.yaml",
+            "/etc/envoy/${GATEWAY:-jwt}.yml",
+            "envoy does not run",
+        ),
+        (
+            "realm-mount",
+            "../keycloak/realm-tokengate.json",
+            "../keycloak/realm.json",
+            "does not exist",
+        ),
+        (
+            "service",
+            "\n  backend:\n",
+            "\n  api:\n",
+            "which is undefined",
+        ),
+        (
+            "envoy-version",
+            "envoyproxy/envoy:v1.40.0",
+            "envoyproxy/envoy:v1.31.0",
+            "is not the tested",
+        ),
+        (
+            "wasm",
+            "/etc/tokengate/tokengate.wasm",
+            "/etc/tokengate/filter.wasm",
+            "does not place the filter",
+        ),
     ];
     for (name, from, to, expected) in cases {
         let path = broken_variant(name, from, to)?;
@@ -74,7 +106,10 @@ fn rendered_compose_configs_validate() -> Result<()> {
     for gateway in gateways {
         let path = out.join(format!("{gateway}.yaml"));
         let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-        ensure!(text.contains("address: keycloak") || gateway == "no-auth", "{gateway}");
+        ensure!(
+            text.contains("address: keycloak") || gateway == "no-auth",
+            "{gateway}"
+        );
         loadtest::envoy::Envoy::validate(&envoy, &path)?;
     }
     Ok(())
@@ -98,6 +133,9 @@ fn the_dockerfile_passes_hadolint() -> Result<()> {
     std::fs::write(&bad, "FROM debian\nRUN apt-get install curl\n")?;
     let output = Command::new(&hadolint).arg("--no-color").arg(&bad).output();
     std::fs::remove_file(&bad)?;
-    ensure!(!output?.status.success(), "hadolint accepted an unpinned, untagged Dockerfile");
+    ensure!(
+        !output?.status.success(),
+        "hadolint accepted an unpinned, untagged Dockerfile"
+    );
     Ok(())
 }
