@@ -107,8 +107,14 @@ fn short_matrix_against_the_native_stack() -> Result<()> {
     }
     // Revocation: a GAP only where validation is local.
     for gateway in ["native-jwt", "jwt", "jwt-no-exp"] {
-        let (v, known, _) = verdict(&report, gateway, "revoked")?;
+        let (v, known, sample) = verdict(&report, gateway, "revoked")?;
         ensure!(v == "GAP" && known.is_some(), "{gateway} revoked: {v}");
+        ensure!(
+            sample
+                .as_deref()
+                .is_some_and(|s| s.ends_with("gap-probe → 200")),
+            "{gateway} revoked: the probe must show the gap, got {sample:?}"
+        );
     }
     for gateway in ["introspect", "hybrid"] {
         ensure!(

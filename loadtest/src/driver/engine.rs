@@ -27,7 +27,7 @@ use tokio::task::{AbortHandle, LocalSet};
 
 use super::clock::{duration_ns, now_ns, ns_to_us, thread_cpu_ns, tokio_instant};
 use super::config::{DriverConfig, Load, OpenLoop, share};
-use super::pacer::{Pacer, minimise_timer_slack};
+use super::pacer::{Pacer, minimise_timer_slack, raise_priority};
 use super::request::{Classifier, Outcome, RequestSource};
 use super::result::{
     ErrorCounts, ErrorKind, Histograms, LatencySummary, Mode, RunResult, SAMPLE_LIMIT,
@@ -167,6 +167,7 @@ fn driver_thread(
     start: mpsc::Receiver<u64>,
 ) -> Result<ThreadOutput> {
     minimise_timer_slack();
+    let _ = raise_priority();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

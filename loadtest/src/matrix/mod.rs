@@ -218,7 +218,7 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
         &gateways.iter().map(|g| g.name.clone()).collect::<Vec<_>>(),
     );
     let mut report = Report::new(settings, cells);
-    runtime.block_on(probe_gaps(&mut report, &gateways, &pools))?;
+    runtime.block_on(probe_gaps(&mut report, &gateways, &mut pools))?;
     drop(stack);
     report.write(&config.out)?;
     Ok(report)
@@ -228,7 +228,7 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
 async fn probe_gaps(
     report: &mut Report,
     gateways: &[GatewayTarget],
-    pools: &TokenPools,
+    pools: &mut TokenPools,
 ) -> Result<()> {
     let gaps: Vec<(String, TokenKind)> = report
         .verdicts
@@ -240,6 +240,9 @@ async fn probe_gaps(
         let Some(gateway) = gateways.iter().find(|g| g.name == gateway_name) else {
             continue;
         };
+        // A long run outlives the pools it started with: a revoked token that has expired
+        // since would be refused as expired, and the probe would not show the gap.
+        pools.ready_for(Some(kind), Duration::from_secs(1)).await?;
         let tokens = pools.tokens(kind);
         let Some(token) = tokens.first() else {
             continue;
