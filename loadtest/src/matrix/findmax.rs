@@ -17,6 +17,10 @@ use crate::matrix::tokens::TokenPools;
 use crate::matrix::{MatrixConfig, driver_config, resolve};
 use crate::stack::{GatewaySpec, NativeStack, StackOptions};
 
+/// A step the driver could not keep (a preempted driver thread on a busy machine, not the
+/// gateway's doing) is measured again this many times before the search stops there.
+const DRIVER_RETRIES: usize = 2;
+
 #[derive(Debug, Clone)]
 pub struct FindMaxConfig {
     pub start_rate: f64,
@@ -167,6 +171,7 @@ pub fn run(config: &FindMaxConfig) -> Result<FindMaxReport> {
         let mut steps = Vec::new();
         let mut rate = config.start_rate;
         let mut best: Option<(f64, u64)> = None;
+        let mut driver_retries_left = DRIVER_RETRIES;
         let stopped_because = loop {
             if rate > config.max_rate {
                 break format!("reached the configured maximum {} req/s", config.max_rate);
@@ -217,12 +222,17 @@ pub fn run(config: &FindMaxConfig) -> Result<FindMaxReport> {
                 (Health::Saturated { reasons }, _, _) => {
                     break format!("saturated at {rate:.0} req/s: {}", reasons.join("; "));
                 }
+                (Health::DriverLimited { .. }, _, _) if driver_retries_left > 0 => {
+                    driver_retries_left -= 1;
+                    continue;
+                }
                 (Health::DriverLimited { reasons }, _, _) => {
                     break format!("driver limited at {rate:.0} req/s: {}", reasons.join("; "));
                 }
                 (Health::Valid, true, _) => break "unexpected answers".to_owned(),
             }
             rate *= config.factor;
+            driver_retries_left = DRIVER_RETRIES;
         };
         rows.push(FindMaxRow {
             label: contender.label.to_owned(),
