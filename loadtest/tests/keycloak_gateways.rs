@@ -78,6 +78,7 @@ impl Gateways {
                 response.status,
                 response.text()
             );
+            eprintln!("ok: {token_kind} token at {name} -> {status}");
         }
         Ok(())
     }
@@ -326,6 +327,10 @@ async fn keycloak_outage_and_recovery() -> Result<()> {
     ensure!(
         started.elapsed() < Duration::from_secs(3),
         "answered after {:?}",
+        started.elapsed()
+    );
+    eprintln!(
+        "ok: Keycloak stopped: introspect -> 503 with Retry-After in {:?}",
         started.elapsed()
     );
     ensure!(
