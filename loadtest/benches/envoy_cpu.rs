@@ -20,6 +20,7 @@
 //! | `--warmup SECS` | `ENVOY_CPU_WARMUP` | 1 |
 //! | `--connections N` | `ENVOY_CPU_CONNECTIONS` | 16 |
 //! | `--tokens N` (distinct tokens for the unique scenarios) | `ENVOY_CPU_TOKENS` | 12000 |
+//! | `--direct-response` (Envoy answers 200 itself, no backend: only the filters' and Envoy's own work per request) | `ENVOY_CPU_DIRECT_RESPONSE=1` | off |
 //!
 //! The load comes from this process: one tokio thread, one task per connection, each with a
 //! plain `hyper::client::conn::http1` connection. Each scenario waits until its gateway has keys
@@ -85,7 +86,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKEND_THREADS: usize = 2;
 
 const USAGE: &str = "usage: cargo bench -p loadtest --bench envoy_cpu -- \
-    [--only SCENARIO,...] [--window SECS] [--warmup SECS] [--connections N] [--tokens N]";
+    [--only SCENARIO,...] [--window SECS] [--warmup SECS] [--connections N] [--tokens N] [--direct-response]";
 
 /// Which tokens a scenario sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +205,8 @@ struct Options {
     warmup: Duration,
     connections: usize,
     unique_tokens: usize,
+    /// Answer from Envoy's route (`direct_response`) instead of proxying to the backend.
+    direct_response: bool,
 }
 
 fn parse_options() -> Result<Options> {
@@ -213,6 +216,7 @@ fn parse_options() -> Result<Options> {
     let mut warmup = env("ENVOY_CPU_WARMUP");
     let mut connections = env("ENVOY_CPU_CONNECTIONS");
     let mut tokens = env("ENVOY_CPU_TOKENS");
+    let mut direct_response = env("ENVOY_CPU_DIRECT_RESPONSE").is_some_and(|v| v != "0");
 
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -232,6 +236,7 @@ fn parse_options() -> Result<Options> {
             "--warmup" => warmup = Some(value()?),
             "--connections" => connections = Some(value()?),
             "--tokens" => tokens = Some(value()?),
+            "--direct-response" => direct_response = true,
             // cargo bench passes --bench to every bench binary.
             "--bench" => {}
             "-h" | "--help" => {
@@ -268,6 +273,7 @@ fn parse_options() -> Result<Options> {
         warmup: parse_seconds(warmup.as_deref(), "warmup", 1.0)?,
         connections,
         unique_tokens,
+        direct_response,
     })
 }
 
@@ -883,6 +889,7 @@ fn start_with_wasm(
     spec: &GatewaySpec,
     stack: &Stack,
     wasm: &Path,
+    direct_response: bool,
 ) -> Result<RunningGateway> {
     let mut topology = Topology::native(
         free_port()?,
@@ -893,7 +900,15 @@ fn start_with_wasm(
     );
     topology.wasm_runtime = loadtest::paths::wasm_runtime();
     let envoy_dir = loadtest::paths::repo_root().join("envoy");
-    let text = render::render_gateway(&envoy_dir, &spec.gateway, &topology, None)?;
+    let mut text = render::render_gateway(
+        &envoy_dir,
+        &spec.gateway,
+        &topology,
+        spec.plugin_patch.as_ref(),
+    )?;
+    if direct_response {
+        text = answer_directly(&text)?;
+    }
     let config_path = render::write_rendered(dir, &spec.gateway, &text)?;
     let mut options = EnvoyOptions::from_paths()?;
     options.concurrency = spec.concurrency;
@@ -911,6 +926,38 @@ fn start_with_wasm(
     })
 }
 
+/// The rendered gateway with its one route answering 200 from Envoy instead of proxying to the
+/// backend (both forms the renderer writes: the template's flow mapping and the re-emitted
+/// block mapping).
+fn answer_directly(config: &str) -> Result<String> {
+    const FLOW: &str = "route: { cluster: backend }";
+    const ANSWER: &str = r#"{ status: 200, body: { inline_string: "{\"ok\":true}" } }"#;
+    if config.matches(FLOW).count() == 1 {
+        return Ok(config.replacen(FLOW, &format!("direct_response: {ANSWER}"), 1));
+    }
+    let lines: Vec<&str> = config.lines().collect();
+    let mut out = Vec::with_capacity(lines.len());
+    let mut replaced = 0;
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let next = lines.get(i + 1).map(|l| l.trim());
+        if line.trim() == "route:" && next == Some("cluster: backend") {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            out.push(format!("{indent}direct_response: {ANSWER}"));
+            replaced += 1;
+            i += 2;
+            continue;
+        }
+        out.push(line.to_owned());
+        i += 1;
+    }
+    if replaced != 1 {
+        bail!("expected one route to the backend in the rendered config, found {replaced}");
+    }
+    Ok(out.join("\n") + "\n")
+}
+
 fn run_scenario(
     runtime: &tokio::runtime::Runtime,
     stack: &Stack,
@@ -924,10 +971,13 @@ fn run_scenario(
     if let Some(patch) = scenario.plugin_patch {
         spec = spec.patch(serde_json::from_str(patch)?);
     }
+    let direct = options.direct_response;
     let started = match scenario.wasm {
+        Wasm::Tokengate if direct => loadtest::paths::wasm_path()
+            .and_then(|wasm| start_with_wasm(&dir, &spec, stack, &wasm, true)),
         Wasm::Tokengate => start_gateway(&dir, &spec, stack.backend_port, stack.idp.port()),
         Wasm::Passthrough => match &stack.passthrough {
-            Some(wasm) => start_with_wasm(&dir, &spec, stack, wasm),
+            Some(wasm) => start_with_wasm(&dir, &spec, stack, wasm, direct),
             None => Err(anyhow!("the pass-through filter was not prepared")),
         },
     };
@@ -1152,6 +1202,7 @@ fn write_json(
         "window_s": options.window.as_secs_f64(),
         "warmup_s": options.warmup.as_secs_f64(),
         "connections": options.connections,
+        "direct_response": options.direct_response,
         "token_mint_s": tokens.mint_time.map(|d| d.as_secs_f64()),
         "scenarios": results.iter().map(ScenarioResult::to_json).collect::<Vec<_>>(),
     });
