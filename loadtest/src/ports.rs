@@ -1,8 +1,11 @@
 //! Free loopback ports for servers started by tests and load runs.
 
 use std::collections::HashSet;
+use std::fs::File;
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
 /// How many times to ask the kernel for a port before giving up. The kernel
@@ -10,13 +13,49 @@ use std::sync::{Mutex, OnceLock};
 /// so a few retries are normal; exhausting them means something is wrong.
 const ATTEMPTS: usize = 256;
 
+/// Ports this process handed out, with the lock file claiming each one (held until exit).
 fn handed_out() -> &'static Mutex<HashSet<u16>> {
     static PORTS: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
     PORTS.get_or_init(|| Mutex::new(HashSet::new()))
 }
 
-/// Returns a TCP port on 127.0.0.1 that was free when checked and that this
-/// process has never handed out before.
+fn claims() -> &'static Mutex<Vec<File>> {
+    static CLAIMS: OnceLock<Mutex<Vec<File>>> = OnceLock::new();
+    CLAIMS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Claims `port` for this process against the other processes of the kit (a test binary and
+/// the `loadtest` it runs both hand out ports): an exclusive `flock` on a file named after the
+/// port, which the kernel drops when the process exits, however it exits. `false` when another
+/// live process holds it; `true` also when claiming is impossible (no temp dir), so ports
+/// still work, only without the cross-process guard.
+fn claim_across_processes(port: u16) -> bool {
+    let dir: PathBuf = std::env::temp_dir().join("tokengate-ports");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return true;
+    }
+    let Ok(file) = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(port.to_string()))
+    else {
+        return true;
+    };
+    // SAFETY: flock on a descriptor we own; LOCK_NB never blocks.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if locked {
+        claims()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(file);
+    }
+    locked
+}
+
+/// Returns a TCP port on 127.0.0.1 that was free when checked, that this
+/// process has never handed out before, and that no other live process of the
+/// kit has claimed.
 ///
 /// The port is not held open: the caller (often another process, such as
 /// Envoy) binds it later. Remembering handed-out ports stops two servers in
@@ -43,8 +82,10 @@ pub fn free_port() -> io::Result<u16> {
         let port = listener.local_addr()?.port();
         // A poisoned lock only means another thread panicked while holding
         // it; the set itself is still consistent.
+        drop(listener);
         let mut ports = handed_out().lock().unwrap_or_else(|e| e.into_inner());
-        if ports.insert(port) {
+        if !ports.contains(&port) && claim_across_processes(port) {
+            ports.insert(port);
             return Ok(port);
         }
     }
@@ -78,4 +119,17 @@ fn xorshift(mut x: u64) -> u64 {
     x ^= x >> 7;
     x ^= x << 17;
     x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port claimed once cannot be claimed again while the claim lives: `flock` locks
+    /// belong to the open file, so a second open (as by another process) is refused.
+    #[test]
+    fn a_claimed_port_is_refused_to_the_next_claimant() {
+        let port = free_port().expect("a free port");
+        assert!(!claim_across_processes(port));
+    }
 }
