@@ -14,8 +14,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/timing.rs"]
+mod timing;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use timing::{Bench, RUNS};
 
 use base64ct::Encoding as _;
 use jwt_compact::UntrustedToken;
@@ -28,10 +31,6 @@ use tokengate::testkit::{TestKey, TokenSpec, jwks, tamper_signature};
 use tokengate::token_source;
 use tokengate::validate;
 
-/// Timed runs per benchmark; the median is reported.
-const RUNS: usize = 7;
-/// Target duration of one timed run.
-const RUN_TIME: Duration = Duration::from_millis(150);
 const ISSUER: &str = "http://127.0.0.1:8080/realms/tokengate";
 const AUDIENCE: &str = "tokengate-api";
 const KID: &str = "k1";
@@ -39,47 +38,6 @@ const NOW: i64 = 1_750_000_000;
 /// Distinct tokens cycled through a cache of `MISS_CACHE` entries: every lookup misses.
 const MISS_TOKENS: usize = 64;
 const MISS_CACHE: usize = 16;
-
-struct Bench {
-    filter: Option<String>,
-}
-
-impl Bench {
-    fn wants(&self, name: &str) -> bool {
-        self.filter
-            .as_deref()
-            .is_none_or(|filter| name.contains(filter))
-    }
-
-    /// Times `f` (which must return true: it is checked once before timing).
-    fn run(&mut self, name: &str, mut f: impl FnMut() -> bool) {
-        if !self.wants(name) {
-            return;
-        }
-        assert!(f(), "{name}: the operation failed");
-        // Warm-up (V8 tiers up hot functions), and the iteration count for one run.
-        let start = Instant::now();
-        let mut warm = 0u64;
-        while start.elapsed() < RUN_TIME / 2 || warm < 3 {
-            black_box(f());
-            warm += 1;
-        }
-        let per_iter = start.elapsed().as_secs_f64() / warm as f64;
-        let iters = ((RUN_TIME.as_secs_f64() / per_iter) as u64).max(3);
-        let mut samples: Vec<f64> = (0..RUNS)
-            .map(|_| {
-                let t = Instant::now();
-                for _ in 0..iters {
-                    black_box(f());
-                }
-                t.elapsed().as_secs_f64() * 1e6 / iters as f64
-            })
-            .collect();
-        samples.sort_by(f64::total_cmp);
-        let (median, min) = (samples[RUNS / 2], samples[0]);
-        println!("{name:<60} {median:>9.2} µs  (min {min:>9.2})");
-    }
-}
 
 /// envoy/jwt.yaml's plugin configuration, with the key inline and a cache of `cache` entries.
 fn config(cache: usize) -> config::Config {
@@ -142,18 +100,8 @@ fn settle(engine: &Engine, evaluation: &Evaluation) -> usize {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; anything else not starting with `-` filters by name.
-    let filter = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
-    let mut bench = Bench { filter };
-    let target = if cfg!(target_arch = "wasm32") {
-        if cfg!(target_feature = "simd128") {
-            "wasm32 (simd128)"
-        } else {
-            "wasm32 (no simd128)"
-        }
-    } else {
-        std::env::consts::ARCH
-    };
+    let mut bench = Bench::from_args();
+    let target = timing::target_name();
     println!("engine, {target}, median of {RUNS} runs");
 
     let repeated = token("bench-repeated");

@@ -23,8 +23,11 @@
 
 mod cios;
 
+#[path = "../support/timing.rs"]
+mod timing;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use timing::{Bench, RUNS};
 
 use crypto_bigint::modular::{MontyForm, MontyParams};
 use crypto_bigint::{Odd, U2048};
@@ -37,11 +40,6 @@ use serde_json::Value;
 use tokengate::algorithm::Algorithm;
 use tokengate::rsa_verify::{PublicKey, bench_support};
 use tokengate::signature::VerifyingKey;
-
-/// Timed runs per benchmark; the median is reported.
-const RUNS: usize = 7;
-/// Target duration of one timed run.
-const RUN_TIME: Duration = Duration::from_millis(150);
 
 struct Vector {
     jwk: Value,
@@ -90,63 +88,9 @@ fn rsa_parts(vector: &Vector) -> (Vec<u8>, Vec<u8>) {
     }
 }
 
-struct Bench {
-    filter: Option<String>,
-    rows: Vec<(String, f64, f64)>,
-}
-
-impl Bench {
-    /// Times `f` (which must return true: it is checked once before timing).
-    fn run(&mut self, name: &str, mut f: impl FnMut() -> bool) {
-        if self
-            .filter
-            .as_deref()
-            .is_some_and(|filter| !name.contains(filter))
-        {
-            return;
-        }
-        assert!(f(), "{name}: the operation failed");
-        // Warm-up (V8 tiers up hot functions), and the iteration count for one run.
-        let start = Instant::now();
-        let mut warm = 0u64;
-        while start.elapsed() < RUN_TIME / 2 || warm < 3 {
-            black_box(f());
-            warm += 1;
-        }
-        let per_iter = start.elapsed().as_secs_f64() / warm as f64;
-        let iters = ((RUN_TIME.as_secs_f64() / per_iter) as u64).max(3);
-        let mut samples: Vec<f64> = (0..RUNS)
-            .map(|_| {
-                let t = Instant::now();
-                for _ in 0..iters {
-                    black_box(f());
-                }
-                t.elapsed().as_secs_f64() * 1e6 / iters as f64
-            })
-            .collect();
-        samples.sort_by(f64::total_cmp);
-        let (median, min) = (samples[RUNS / 2], samples[0]);
-        println!("{name:<66} {median:>9.2} µs  (min {min:>9.2})");
-        self.rows.push((name.to_owned(), median, min));
-    }
-}
-
 fn main() {
-    // `cargo bench` passes `--bench`; anything else not starting with `-` filters by name.
-    let filter = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
-    let mut bench = Bench {
-        filter,
-        rows: Vec::new(),
-    };
-    let target = if cfg!(target_arch = "wasm32") {
-        if cfg!(target_feature = "simd128") {
-            "wasm32 (simd128)"
-        } else {
-            "wasm32 (no simd128)"
-        }
-    } else {
-        std::env::consts::ARCH
-    };
+    let mut bench = Bench::from_args();
+    let target = timing::target_name();
     println!("signature verification, {target}, median of {RUNS} runs");
 
     let rs256 = first_valid(include_str!(

@@ -227,53 +227,18 @@ fn reversed(x: &Limbs, len: usize) -> Limbs {
 /// A big-endian byte string as `len` 52-bit limbs; `None` if it does not fit.
 fn from_be_bytes(bytes: &[u8], len: usize) -> Option<IntLimbs> {
     let mut limbs = [0i64; BUF];
-    let mut slots = limbs.iter_mut().take(len);
-    let mut acc = 0u64;
-    let mut acc_bits = 0;
-    for &byte in bytes.iter().rev() {
-        acc |= u64::from(byte) << acc_bits;
-        acc_bits += 8;
-        if acc_bits >= LIMB_BITS {
-            let limb = (acc & MASK.cast_unsigned()).cast_signed();
-            match slots.next() {
-                Some(slot) => *slot = limb,
-                None if limb == 0 => {}
-                None => return None,
-            }
-            acc >>= LIMB_BITS;
-            acc_bits -= LIMB_BITS;
-        }
-    }
-    if acc != 0 {
-        *slots.next()? = acc.cast_signed();
-    }
+    super::limbs::pack_be(
+        bytes,
+        LIMB_BITS,
+        limbs.iter_mut().take(len),
+        u64::cast_signed,
+    )?;
     Some(limbs)
 }
 
 /// Writes x big-endian into all of `out`; `false` if x does not fit.
 fn to_be_bytes(x: &IntLimbs, out: &mut [u8]) -> bool {
-    let mut bytes = out.iter_mut().rev();
-    let mut acc = 0u64;
-    let mut acc_bits = 0;
-    for &limb in x {
-        acc |= limb.cast_unsigned() << acc_bits;
-        acc_bits += LIMB_BITS;
-        while acc_bits >= 8 {
-            match bytes.next() {
-                #[allow(clippy::cast_possible_truncation)]
-                Some(byte) => *byte = acc as u8,
-                None if acc & 0xff == 0 => {}
-                None => return false,
-            }
-            acc >>= 8;
-            acc_bits -= 8;
-        }
-    }
-    if acc != 0 {
-        return false;
-    }
-    bytes.for_each(|byte| *byte = 0);
-    true
+    super::limbs::unpack_be(x.iter().map(|&limb| limb.cast_unsigned()), LIMB_BITS, out)
 }
 
 impl Modulus52 {

@@ -27,6 +27,7 @@ mod emsa;
 mod fma;
 mod jws;
 mod kernel;
+mod limbs;
 mod monty;
 
 use std::fmt;

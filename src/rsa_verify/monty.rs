@@ -13,6 +13,7 @@
 //! Nothing here is constant-time: all inputs are public (key, signature, message digest).
 
 use super::kernel::{Kernel, Operands};
+use super::limbs;
 
 pub(crate) const LIMB_BITS: u32 = 28;
 const LIMB_MASK: u32 = (1 << LIMB_BITS) - 1;
@@ -307,50 +308,12 @@ fn reverse_into(x: &Limbs, len: usize, out: &mut Limbs) {
 /// A big-endian byte string as `len` limbs; `None` if it does not fit.
 pub(crate) fn from_be_bytes(bytes: &[u8], len: usize) -> Option<Limbs> {
     let mut limbs = [0u32; BUF];
-    let mut slots = limbs.iter_mut().take(len);
-    let mut acc = 0u64;
-    let mut acc_bits = 0;
-    for &byte in bytes.iter().rev() {
-        acc |= u64::from(byte) << acc_bits;
-        acc_bits += 8;
-        if acc_bits >= LIMB_BITS {
-            let limb = (acc & MASK64) as u32;
-            match slots.next() {
-                Some(slot) => *slot = limb,
-                None if limb == 0 => {}
-                None => return None,
-            }
-            acc >>= LIMB_BITS;
-            acc_bits -= LIMB_BITS;
-        }
-    }
-    if acc != 0 {
-        *slots.next()? = acc as u32;
-    }
+    #[allow(clippy::cast_possible_truncation)] // pack_be's values are below 2^LIMB_BITS.
+    limbs::pack_be(bytes, LIMB_BITS, limbs.iter_mut().take(len), |v| v as u32)?;
     Some(limbs)
 }
 
 /// Writes x big-endian into all of `out`; `false` if x does not fit.
 pub(crate) fn to_be_bytes(x: &Limbs, out: &mut [u8]) -> bool {
-    let mut bytes = out.iter_mut().rev();
-    let mut acc = 0u64;
-    let mut acc_bits = 0;
-    for &limb in x {
-        acc |= u64::from(limb) << acc_bits;
-        acc_bits += LIMB_BITS;
-        while acc_bits >= 8 {
-            match bytes.next() {
-                Some(byte) => *byte = acc as u8,
-                None if acc & 0xff == 0 => {}
-                None => return false,
-            }
-            acc >>= 8;
-            acc_bits -= 8;
-        }
-    }
-    if acc != 0 {
-        return false;
-    }
-    bytes.for_each(|byte| *byte = 0);
-    true
+    limbs::unpack_be(x.iter().map(|&limb| u64::from(limb)), LIMB_BITS, out)
 }
