@@ -21,6 +21,45 @@ use crate::stack::{GatewaySpec, NativeStack, StackOptions};
 /// gateway's doing) is measured again this many times before the search stops there.
 const DRIVER_RETRIES: usize = 2;
 
+/// What the search does after measuring one step.
+#[derive(Debug, PartialEq)]
+enum Next {
+    /// The gateway sustained the rate: record it and step up.
+    Sustained,
+    /// The driver could not keep the schedule: measure the same rate again.
+    Again,
+    /// The search ends here, for this reason.
+    Stop(String),
+}
+
+fn judge_step(
+    health: &Health,
+    p99_us: u64,
+    slo_us: u64,
+    unexpected: u64,
+    rate: f64,
+    driver_retries_left: usize,
+) -> Next {
+    match (health, p99_us <= slo_us, unexpected) {
+        (Health::Valid, true, 0) => Next::Sustained,
+        (Health::Valid, false, _) => Next::Stop(format!(
+            "p99 {:.2} ms over the SLO at {rate:.0} req/s",
+            p99_us as f64 / 1000.0
+        )),
+        (_, _, n) if n > 0 => Next::Stop(format!("{n} unexpected answers at {rate:.0} req/s")),
+        (Health::Saturated { reasons }, _, _) => Next::Stop(format!(
+            "saturated at {rate:.0} req/s: {}",
+            reasons.join("; ")
+        )),
+        (Health::DriverLimited { .. }, _, _) if driver_retries_left > 0 => Next::Again,
+        (Health::DriverLimited { reasons }, _, _) => Next::Stop(format!(
+            "driver limited at {rate:.0} req/s: {}",
+            reasons.join("; ")
+        )),
+        (Health::Valid, true, _) => Next::Stop("unexpected answers".to_owned()),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct FindMaxConfig {
     pub start_rate: f64,
@@ -209,27 +248,21 @@ pub fn run(config: &FindMaxConfig) -> Result<FindMaxReport> {
                 unexpected: result.unexpected,
                 health: health.clone(),
             });
-            let within_slo = p99 <= config.slo_p99.as_micros() as u64;
-            match (&health, within_slo, result.unexpected) {
-                (Health::Valid, true, 0) => best = Some((rate, p99)),
-                (Health::Valid, false, _) => {
-                    break format!(
-                        "p99 {:.2} ms over the SLO at {rate:.0} req/s",
-                        p99 as f64 / 1000.0
-                    );
-                }
-                (_, _, n) if n > 0 => break format!("{n} unexpected answers at {rate:.0} req/s"),
-                (Health::Saturated { reasons }, _, _) => {
-                    break format!("saturated at {rate:.0} req/s: {}", reasons.join("; "));
-                }
-                (Health::DriverLimited { .. }, _, _) if driver_retries_left > 0 => {
+            let slo_us = config.slo_p99.as_micros() as u64;
+            match judge_step(
+                &health,
+                p99,
+                slo_us,
+                result.unexpected,
+                rate,
+                driver_retries_left,
+            ) {
+                Next::Sustained => best = Some((rate, p99)),
+                Next::Again => {
                     driver_retries_left -= 1;
                     continue;
                 }
-                (Health::DriverLimited { reasons }, _, _) => {
-                    break format!("driver limited at {rate:.0} req/s: {}", reasons.join("; "));
-                }
-                (Health::Valid, true, _) => break "unexpected answers".to_owned(),
+                Next::Stop(reason) => break reason,
             }
             rate *= config.factor;
             driver_retries_left = DRIVER_RETRIES;
@@ -266,4 +299,49 @@ pub fn run(config: &FindMaxConfig) -> Result<FindMaxReport> {
         .with_context(|| format!("writing {}", path.display()))?;
     std::fs::write(step.out.join("find-max.md"), report.text())?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn late() -> Health {
+        Health::DriverLimited {
+            reasons: vec!["schedule lag".to_owned()],
+        }
+    }
+
+    #[test]
+    fn a_step_the_driver_could_not_keep_is_measured_again_before_the_search_stops() {
+        assert_eq!(judge_step(&late(), 500, 10_000, 0, 960.0, 2), Next::Again);
+        assert_eq!(judge_step(&late(), 500, 10_000, 0, 960.0, 1), Next::Again);
+        let Next::Stop(reason) = judge_step(&late(), 500, 10_000, 0, 960.0, 0) else {
+            panic!("no retries left must stop");
+        };
+        assert!(
+            reason.starts_with("driver limited at 960 req/s"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn the_gateway_s_own_limits_stop_the_search_at_once() {
+        assert_eq!(
+            judge_step(&Health::Valid, 500, 10_000, 0, 960.0, 2),
+            Next::Sustained
+        );
+        let saturated = Health::Saturated {
+            reasons: vec!["drops".to_owned()],
+        };
+        for (health, p99, unexpected, expected) in [
+            (Health::Valid, 20_000, 0, "p99 20.00 ms over the SLO"),
+            (saturated, 500, 0, "saturated at 960 req/s"),
+            (Health::Valid, 500, 3, "3 unexpected answers"),
+        ] {
+            let Next::Stop(reason) = judge_step(&health, p99, 10_000, unexpected, 960.0, 2) else {
+                panic!("{expected}: must stop");
+            };
+            assert!(reason.starts_with(expected), "{reason}");
+        }
+    }
 }
