@@ -110,7 +110,7 @@ fn stop_kills_the_whole_process_group() -> Result<()> {
     assert!(!process.is_running());
     // sh dies on SIGTERM at once; no need to wait out the grace period.
     assert!(started.elapsed() < Duration::from_secs(4));
-    let survivors = live_group_members(pgid)?;
+    let survivors = group_members_after_kill(pgid)?;
     assert!(
         survivors.is_empty(),
         "survivors in group {pgid}: {survivors:?}"
@@ -135,7 +135,7 @@ fn stop_escalates_to_sigkill_after_grace() -> Result<()> {
         Some(9),
         "status: {status:?}"
     );
-    assert!(live_group_members(process.pid())?.is_empty());
+    assert!(group_members_after_kill(process.pid())?.is_empty());
     Ok(())
 }
 
@@ -605,6 +605,19 @@ fn proc_stat(pid: u32) -> Option<(char, u32)> {
 /// nothing reaps it).
 fn is_alive(pid: u32) -> Result<bool> {
     Ok(matches!(proc_stat(pid), Some((state, _)) if state != 'Z' && state != 'X'))
+}
+
+/// The group's live members once a kill has had time to land: SIGKILL is delivered
+/// asynchronously, so a member can still be running for a moment after `stop` returned.
+fn group_members_after_kill(pgid: u32) -> Result<Vec<u32>> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let members = live_group_members(pgid)?;
+        if members.is_empty() || Instant::now() >= deadline {
+            return Ok(members);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn live_group_members(pgid: u32) -> Result<Vec<u32>> {
