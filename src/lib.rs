@@ -6,6 +6,19 @@
 //! and the time and returns a decision as data; `host` (compiled only for wasm32) reads the
 //! request from Envoy, performs the calls the decision asks for, and writes the answer back.
 
+/// Which build of the filter this is. `fast`: wasm simd128 and relaxed SIMD (the RSA kernels'
+/// vector and fused multiply-add paths), for engines that have them (V8, wasmtime).
+/// `portable`: no vector instruction at all, for every engine (Chicory, wazero, wasmer, WAMR).
+/// Both come from one source; `scripts/build-filter` builds both, and a test checks each
+/// file's instruction set (`loadtest/tests/wasm_features.rs`).
+pub const BUILD: &str = if cfg!(not(target_arch = "wasm32")) {
+    "native"
+} else if cfg!(target_feature = "simd128") {
+    "fast"
+} else {
+    "portable"
+};
+
 pub mod algorithm;
 pub mod cache;
 pub mod claims;

@@ -40,7 +40,9 @@
 //! filter must know: Envoy 1.40's V8 does; Node 20 needs `--experimental-wasm-relaxed-simd`
 //! for the wasm32 test and bench binaries (`scripts/wasi-run.mjs`), Node 22 and later do not.
 //!
-//! Natively (tests only) the same code runs with `f64::mul_add`, which is always fused.
+//! Natively (tests only) the same code runs with `f64::mul_add`, which is always fused. The
+//! portable build (no simd128, for engines without SIMD: see `crate::BUILD`) never chooses
+//! this kernel and contains no vector instruction; its tests run it on software `fma` too.
 
 /// Limb size in bits.
 const LIMB_BITS: u32 = 52;
@@ -85,7 +87,7 @@ impl core::fmt::Debug for Modulus52 {
     }
 }
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod lanes {
     use core::arch::wasm32::{
         f64x2_add, f64x2_relaxed_madd, f64x2_splat, f64x2_sub, i64x2_add, i64x2_extract_lane,
@@ -151,7 +153,7 @@ mod lanes {
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 mod lanes {
     use super::Limbs;
 
@@ -330,7 +332,10 @@ impl Modulus52 {
     }
 
     /// [`Modulus52::mul`] for L = `FIXED`, or `self.len` when `FIXED` is 0.
-    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "relaxed-simd"))]
+    #[cfg_attr(
+        all(target_arch = "wasm32", target_feature = "simd128"),
+        target_feature(enable = "relaxed-simd")
+    )]
     fn mul_l<const FIXED: usize>(&self, x: &Limbs, y_rev: &Limbs) -> Limbs {
         use lanes::{acc_add_bits, acc_sum, acc_zero, add, load, madd, splat, sub};
         let l = if FIXED == 0 { self.len } else { FIXED };

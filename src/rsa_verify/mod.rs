@@ -37,6 +37,10 @@ pub use jws::{NoSigningKey, RsaSignatureBytes, RsaVerify};
 use kernel::{Best, Kernel};
 use monty::{Modulus, limbs_for};
 
+/// Whether keys try the floating-point kernel: in the fast wasm build only (it needs
+/// `f64x2.relaxed_madd`; the portable build has no SIMD at all).
+const FMA_KERNEL: bool = cfg!(all(target_arch = "wasm32", target_feature = "simd128"));
+
 /// Smallest accepted modulus (RFC 7518 §3.3, §3.5).
 pub const MIN_MODULUS_BITS: usize = 2048;
 /// Largest accepted modulus.
@@ -172,7 +176,7 @@ impl PublicKey {
             bits,
             e,
         };
-        if cfg!(target_arch = "wasm32") {
+        if FMA_KERNEL {
             key.fma = key.checked_fma_kernel().map(Box::new);
         }
         Ok(key)
@@ -319,7 +323,7 @@ pub mod bench_support {
         Fma,
     }
 
-    const WASM: bool = cfg!(target_arch = "wasm32");
+    const FMA: bool = super::FMA_KERNEL;
 
     /// Every variant this target can run. Natively the floating-point kernel runs with
     /// software `fma` (slow; for its tests), in wasm with `relaxed_madd`.
@@ -328,13 +332,13 @@ pub mod bench_support {
         all.extend([
             Variant {
                 name: "portable kernel, dedicated squaring",
-                chosen: !WASM && Portable::DEDICATED_SQUARE,
+                chosen: !FMA && Portable::DEDICATED_SQUARE,
                 kernel: KernelChoice::Portable,
                 dedicated_square: true,
             },
             Variant {
                 name: "portable kernel, squaring as a product",
-                chosen: !WASM && !Portable::DEDICATED_SQUARE,
+                chosen: !FMA && !Portable::DEDICATED_SQUARE,
                 kernel: KernelChoice::Portable,
                 dedicated_square: false,
             },
@@ -356,7 +360,7 @@ pub mod bench_support {
         ]);
         all.push(Variant {
             name: "f64 FMA kernel, 52-bit limbs",
-            chosen: WASM,
+            chosen: FMA,
             kernel: KernelChoice::Fma,
             dedicated_square: false,
         });
