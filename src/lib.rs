@@ -3,8 +3,10 @@
 //! The crate is a pure core plus a thin host layer. Everything that decides — configuration,
 //! token extraction, JWKS handling, JWT validation, caching, the response for each rejection —
 //! is plain Rust without proxy-wasm, tested natively. [`engine::Engine`] takes request headers
-//! and the time and returns a decision as data; `host` (compiled only for wasm32) reads the
-//! request from Envoy, performs the calls the decision asks for, and writes the answer back.
+//! and the time and returns a decision as data; [`filter::Worker`] drives it through a worker's
+//! life (calls, waiting requests, the key set shared by all workers), reaching the host only
+//! through the [`filter::Host`] trait; `host` (compiled only for wasm32) implements that trait
+//! on the proxy-wasm ABI and carries out the steps the worker returns.
 
 /// Which build of the filter this is. `fast`: wasm simd128 and relaxed SIMD (the RSA kernels'
 /// vector and fused multiply-add paths), for engines that have them (V8, wasmtime).
@@ -25,6 +27,7 @@ pub mod claims;
 pub mod coalesce;
 pub mod config;
 pub mod engine;
+pub mod filter;
 pub mod introspection;
 pub mod jwks;
 pub mod jwks_refresh;

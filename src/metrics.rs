@@ -1,6 +1,10 @@
-//! Names of the metrics the filter exports. Envoy shows them under `wasmcustom.` in `/stats`,
-//! e.g. `wasmcustom.tokengate.denied.expired`.
+//! The metrics the filter exports: their names, and the handles one worker holds for them.
+//! Envoy shows them under `wasmcustom.` in `/stats`, e.g. `wasmcustom.tokengate.denied.expired`,
+//! and aggregates metrics of the same name across workers.
 
+use crate::config::Config;
+use crate::engine::{CacheUse, IntrospectionCacheUse};
+use crate::filter::host::{Host, HostError, MetricKind};
 use crate::rejection::{DenyReason, IdpFailure};
 
 pub const PREFIX: &str = "tokengate";
@@ -87,6 +91,94 @@ pub fn denied_name(reason: DenyReason) -> String {
 /// `tokengate.introspection.idp_error.<kind>`.
 pub fn idp_error_name(failure: IdpFailure) -> String {
     format!("{PREFIX}.introspection.idp_error.{}", failure.as_str())
+}
+
+/// One worker's metric handles, defined through the host at configuration.
+pub struct Metrics {
+    counters: [u32; Counter::ALL.len()],
+    gauges: [u32; Gauge::ALL.len()],
+    denied: [u32; DenyReason::ALL.len()],
+    idp_errors: [u32; IdpFailure::ALL.len()],
+    introspection_latency: u32,
+}
+
+impl Metrics {
+    pub fn define(host: &mut impl Host) -> Result<Metrics, HostError> {
+        let mut counters = [0; Counter::ALL.len()];
+        for (slot, counter) in counters.iter_mut().zip(Counter::ALL) {
+            *slot = host.define_metric(MetricKind::Counter, counter.name())?;
+        }
+        let mut gauges = [0; Gauge::ALL.len()];
+        for (slot, gauge) in gauges.iter_mut().zip(Gauge::ALL) {
+            *slot = host.define_metric(MetricKind::Gauge, gauge.name())?;
+        }
+        let mut denied = [0; DenyReason::ALL.len()];
+        for (slot, reason) in denied.iter_mut().zip(DenyReason::ALL) {
+            *slot = host.define_metric(MetricKind::Counter, &denied_name(reason))?;
+        }
+        let mut idp_errors = [0; IdpFailure::ALL.len()];
+        for (slot, failure) in idp_errors.iter_mut().zip(IdpFailure::ALL) {
+            *slot = host.define_metric(MetricKind::Counter, &idp_error_name(failure))?;
+        }
+        let introspection_latency =
+            host.define_metric(MetricKind::Histogram, INTROSPECTION_LATENCY_MS)?;
+        Ok(Metrics {
+            counters,
+            gauges,
+            denied,
+            idp_errors,
+            introspection_latency,
+        })
+    }
+
+    pub fn increment(&self, host: &mut impl Host, counter: Counter) {
+        host.increment_metric(self.counters[counter as usize], 1);
+    }
+
+    pub fn set(&self, host: &mut impl Host, gauge: Gauge, value: u64) {
+        host.record_metric(self.gauges[gauge as usize], value);
+    }
+
+    pub fn record_denied(&self, host: &mut impl Host, reason: DenyReason) {
+        host.increment_metric(self.denied[reason.index()], 1);
+    }
+
+    pub fn record_idp_error(&self, host: &mut impl Host, failure: IdpFailure) {
+        host.increment_metric(self.idp_errors[failure.index()], 1);
+    }
+
+    pub fn record_introspection_latency(&self, host: &mut impl Host, millis: u64) {
+        host.record_metric(self.introspection_latency, millis);
+    }
+
+    pub fn record_cache(
+        &self,
+        host: &mut impl Host,
+        cache: CacheUse,
+        introspection: IntrospectionCacheUse,
+    ) {
+        match cache {
+            CacheUse::Hit => self.increment(host, Counter::CacheHit),
+            CacheUse::Miss => self.increment(host, Counter::CacheMiss),
+            CacheUse::NotUsed => {}
+        }
+        let counter = match introspection {
+            IntrospectionCacheUse::HitActive => Counter::IntrospectionCacheHitPositive,
+            IntrospectionCacheUse::HitRefused => Counter::IntrospectionCacheHitNegative,
+            IntrospectionCacheUse::Miss => Counter::IntrospectionCacheMiss,
+            IntrospectionCacheUse::NotUsed => return,
+        };
+        self.increment(host, counter);
+    }
+
+    pub fn record_keys(&self, host: &mut impl Host, count: usize) {
+        let count = u64::try_from(count).unwrap_or(u64::MAX);
+        self.set(host, Gauge::KeysLoaded, count);
+    }
+
+    pub fn record_config(&self, host: &mut impl Host, config: &Config) {
+        self.set(host, Gauge::ExpCheckDisabled, u64::from(!config.verify_exp));
+    }
 }
 
 #[cfg(test)]

@@ -45,6 +45,21 @@ impl Status {
         }
     }
 
+    /// The numeric status, for log lines.
+    pub fn code(self) -> u32 {
+        match self {
+            Status::Ok => 0,
+            Status::NotFound => 1,
+            Status::BadArgument => 2,
+            Status::SerializationFailure => 3,
+            Status::ParseFailure => 4,
+            Status::Empty => 7,
+            Status::CasMismatch => 8,
+            Status::InternalFailure => 10,
+            Status::Other(code) => code,
+        }
+    }
+
     /// `Ok(())` for [`Status::Ok`], the status as the error otherwise.
     fn check(code: u32) -> Result<(), Status> {
         match Status::from_raw(code) {

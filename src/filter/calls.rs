@@ -1,0 +1,187 @@
+//! Outgoing HTTP calls (JWKS fetches, introspections) and the requests waiting on them.
+//!
+//! Calls are dispatched by the root context, not by the request that needed them: a host
+//! cancels a context's calls when the context goes away, and a call shared by several waiting
+//! requests must not die with the first one's client. A request queues its call on the
+//! worker and wakes the root through a shared queue registered by that root; when the answer
+//! arrives, every waiting request is decided again and the host carries each step out in that
+//! request's context. Without a queue (registration failed), the request dispatches the call
+//! itself.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::introspection::CallAnswer;
+use crate::metrics::Counter;
+use crate::token_source::HeaderList;
+
+use super::host::Host;
+use super::{Now, Worker};
+
+/// Introspection answers larger than this are treated as unusable.
+pub const MAX_INTROSPECTION_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    PeriodicJwks,
+    KidRefetch,
+    Introspection(Rc<str>),
+}
+
+struct InFlight {
+    call: Call,
+    started_ms: u64,
+}
+
+/// A paused request: its context and the headers it arrived with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiter {
+    pub context_id: u32,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Waiter {
+    pub fn headers(&self) -> &HeaderList {
+        &self.headers
+    }
+}
+
+#[derive(Default)]
+pub struct Calls {
+    /// The root's wake-up queue, if it could be registered.
+    wake_queue: Option<u32>,
+    to_dispatch: Vec<Call>,
+    in_flight: HashMap<u32, InFlight>,
+    pub kid_waiters: Vec<Waiter>,
+}
+
+impl Calls {
+    pub fn new(wake_queue: Option<u32>) -> Calls {
+        Calls {
+            wake_queue,
+            ..Calls::default()
+        }
+    }
+
+    pub fn is_pending(&self, call: &Call) -> bool {
+        self.to_dispatch.contains(call) || self.in_flight.values().any(|f| f.call == *call)
+    }
+
+    /// Whether the call with this token was dispatched by this worker.
+    pub fn owns(&self, token: u32) -> bool {
+        self.in_flight.contains_key(&token)
+    }
+
+    /// The largest answer body worth reading for this call; `None` if the call is not ours.
+    pub fn body_limit(&self, token: u32) -> Option<usize> {
+        self.in_flight.get(&token).map(|f| match f.call {
+            Call::PeriodicJwks | Call::KidRefetch => crate::jwks::MAX_JWKS_BYTES,
+            Call::Introspection(_) => MAX_INTROSPECTION_BYTES,
+        })
+    }
+}
+
+/// The answer to a call; `status` is `None` when the call ended without a response, `body`
+/// is `None` when there was none or it was over the call's limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallResponse {
+    pub status: Option<u16>,
+    pub body: Option<Vec<u8>>,
+}
+
+impl CallResponse {
+    pub fn answer(&self) -> CallAnswer<'_> {
+        CallAnswer {
+            status: self.status,
+            body: self.body.as_deref().unwrap_or_default(),
+        }
+    }
+}
+
+impl Worker {
+    /// Queues `call` for the root context to dispatch. Returns false if nothing will dispatch
+    /// it (the caller must then dispatch or fail it itself).
+    fn schedule(&mut self, host: &mut impl Host, call: Call) -> bool {
+        let Some(queue) = self.calls.wake_queue else {
+            return false;
+        };
+        self.calls.to_dispatch.push(call);
+        if host.enqueue(queue, b"w").is_err() {
+            // Without a wake-up the call would sit forever: take it back.
+            self.calls.to_dispatch.pop();
+            return false;
+        }
+        true
+    }
+
+    /// Starts a call: queued for the root context, or dispatched right here without a queue.
+    pub(super) fn start_call(&mut self, host: &mut impl Host, call: Call, now: Now) -> bool {
+        if self.schedule(host, call.clone()) {
+            return true;
+        }
+        self.dispatch(host, call, now).is_ok()
+    }
+
+    /// Dispatches every queued call from the current (root) context; the calls that could not
+    /// start come back as failed responses.
+    pub(super) fn dispatch_queued(
+        &mut self,
+        host: &mut impl Host,
+        now: Now,
+    ) -> Vec<(Call, CallResponse)> {
+        let queued = std::mem::take(&mut self.calls.to_dispatch);
+        queued
+            .into_iter()
+            .filter_map(|call| self.dispatch(host, call, now).err())
+            .map(|call| (call, CallResponse::default()))
+            .collect()
+    }
+
+    /// Dispatches `call` from the current context; gives the call back if it could not start.
+    pub(super) fn dispatch(
+        &mut self,
+        host: &mut impl Host,
+        call: Call,
+        now: Now,
+    ) -> Result<(), Call> {
+        let spec = match &call {
+            Call::PeriodicJwks | Call::KidRefetch => self.remote.as_ref().map(|r| r.fetch_call()),
+            Call::Introspection(token) => self.engine.introspection_call(token),
+        };
+        let Some(spec) = spec else {
+            return Err(call);
+        };
+        match host.dispatch(&spec) {
+            Ok(token) => {
+                if matches!(call, Call::Introspection(_)) {
+                    self.metrics.increment(host, Counter::IntrospectionCalls);
+                }
+                self.calls.in_flight.insert(
+                    token,
+                    InFlight {
+                        call,
+                        started_ms: now.millis,
+                    },
+                );
+                Ok(())
+            }
+            Err(status) => {
+                log::warn!(
+                    "tokengate: cannot call cluster {}: {status:?}",
+                    spec.cluster
+                );
+                Err(call)
+            }
+        }
+    }
+
+    /// Takes the call a response belongs to, recording how long an introspection took.
+    pub(super) fn take_call(&mut self, host: &mut impl Host, token: u32, now: Now) -> Option<Call> {
+        let in_flight = self.calls.in_flight.remove(&token)?;
+        if matches!(in_flight.call, Call::Introspection(_)) {
+            let elapsed = now.millis.saturating_sub(in_flight.started_ms);
+            self.metrics.record_introspection_latency(host, elapsed);
+        }
+        Some(in_flight.call)
+    }
+}

@@ -1,0 +1,53 @@
+//! What the filter needs from a proxy-wasm host, as a trait: the only way the core reaches
+//! the outside world. `src/host/` implements it on the proxy-wasm ABI; [`super::fake`] is a
+//! native fake for unit tests.
+//!
+//! The request-side operations (`set_header`, `reply`, `resume`) act on the host's
+//! *effective context*: the request the host is currently calling the filter for, or the one
+//! it switched to before carrying out a step for a waiting request.
+
+use crate::introspection::HttpCall;
+use crate::rejection::DenyResponse;
+
+/// Why the host refused an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostError {
+    /// A compare-and-swap write lost against another writer: read again and retry.
+    CasMismatch,
+    /// Any other refusal, with the host's status code (for the log only).
+    Status(u32),
+}
+
+/// A metric's kind, as proxy-wasm defines them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// A value in the host's shared data (shared by every worker of the same VM id) and its
+/// compare-and-swap token; `(None, None)` when the key is absent.
+pub type SharedValue = (Option<Vec<u8>>, Option<u32>);
+
+pub trait Host {
+    fn shared_get(&self, key: &str) -> Result<SharedValue, HostError>;
+    /// Writes `value`; with `cas`, only if the record is still the one that CAS belongs to.
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError>;
+    /// Starts an HTTP call from the effective context; returns the call's token.
+    fn dispatch(&mut self, call: &HttpCall) -> Result<u32, HostError>;
+    /// Puts an item on a shared queue (a worker wakes its root context this way).
+    fn enqueue(&mut self, queue: u32, item: &[u8]) -> Result<(), HostError>;
+
+    fn define_metric(&mut self, kind: MetricKind, name: &str) -> Result<u32, HostError>;
+    fn increment_metric(&mut self, id: u32, delta: i64);
+    fn record_metric(&mut self, id: u32, value: u64);
+
+    /// Sets a request header of the effective context (replacing every value of that name).
+    fn set_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
+    fn remove_header(&mut self, name: &str) -> Result<(), HostError>;
+    /// Answers the effective context's request with a local reply.
+    fn reply(&mut self, response: &DenyResponse) -> Result<(), HostError>;
+    /// Lets the effective context's paused request continue upstream.
+    fn resume(&mut self) -> Result<(), HostError>;
+}

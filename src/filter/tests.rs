@@ -1,0 +1,329 @@
+//! The worker on a fake host: shared keys, fetch claims, refetches on unknown `kid`, requests
+//! waiting on calls and coalescing, call failures, and what the host is asked to do.
+
+use serde_json::{Value, json};
+
+use super::fake::{FakeHost, RequestEffect};
+use super::*;
+use crate::algorithm::Algorithm;
+use crate::testkit::{TestKey, TokenSpec, jwks};
+
+const ISSUER: &str = "http://idp/realms/r";
+const NOW: Now = Now {
+    seconds: 1_750_000_000,
+    millis: 1_750_000_000_000,
+};
+const QUEUE: u32 = 7;
+
+fn later(now: Now, millis: u64) -> Now {
+    Now::from_nanos((now.millis + millis) * 1_000_000)
+}
+
+fn remote_config(extra: Value) -> Vec<u8> {
+    let mut config = json!({
+        "issuer": ISSUER,
+        "audiences": ["api"],
+        "jwks": {"remote": {"cluster": "idp", "authority": "idp", "path": "/certs"}},
+        "forward": {"claims_to_headers": [{"claim": "sub", "header": "x-sub"}]},
+    });
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        config[k] = v;
+    }
+    config.to_string().into_bytes()
+}
+
+fn introspect_config() -> Vec<u8> {
+    json!({
+        "mode": "introspect",
+        "issuer": ISSUER,
+        "audiences": ["api"],
+        "introspection": {
+            "cluster": "idp", "authority": "idp", "path": "/introspect",
+            "client_id": "gw", "client_secret": "s", "max_in_flight": 2
+        },
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn key_set(kids: &[&str]) -> Vec<u8> {
+    let keys: Vec<Value> = kids
+        .iter()
+        .map(|kid| TestKey::rsa_a().public_jwk(kid, Some("RS256")))
+        .collect();
+    jwks(&keys).to_string().into_bytes()
+}
+
+fn token(kid: &str) -> String {
+    TokenSpec::access_token(Algorithm::Rs256, kid, ISSUER, "api", NOW.seconds)
+        .sign(TestKey::rsa_a())
+}
+
+fn request(context_id: u32, token: &str) -> Waiter {
+    Waiter {
+        context_id,
+        headers: vec![(
+            "authorization".to_owned(),
+            format!("Bearer {token}").into_bytes(),
+        )],
+    }
+}
+
+fn ok(body: Vec<u8>) -> CallResponse {
+    CallResponse {
+        status: Some(200),
+        body: Some(body),
+    }
+}
+
+fn status_of(step: &Step) -> u16 {
+    match step {
+        Step::Forward(_) => 200,
+        Step::Reply(response) => response.status,
+        Step::Wait => 0,
+    }
+}
+
+fn worker(host: &mut FakeHost, config: &[u8]) -> Worker {
+    Worker::configure(host, config, Some(QUEUE)).unwrap()
+}
+
+/// A worker whose remote key set holds `kids`, fetched on its first tick.
+fn worker_with_keys(host: &mut FakeHost, kids: &[&str]) -> Worker {
+    let mut worker = worker(host, &remote_config(json!({})));
+    worker.on_tick(host, NOW);
+    let (call, _) = host.take_calls().pop().unwrap();
+    assert!(
+        worker
+            .on_call_response(host, call, &ok(key_set(kids)), NOW)
+            .is_empty()
+    );
+    worker
+}
+
+#[test]
+fn bad_configuration_names_the_field() {
+    let mut host = FakeHost::new();
+    let err = Worker::configure(&mut host, br#"{"issuer": "x", "audiences": [], "jwks": {"remote": {"cluster": "", "authority": "a", "path": "/"}}}"#, None)
+        .err()
+        .unwrap();
+    assert!(err.contains("jwks.remote.cluster"), "{err}");
+}
+
+#[test]
+fn admission_headers_are_carried_out_by_the_host() {
+    let mut host = FakeHost::new();
+    let inline = json!({"inline": jwks(&[TestKey::rsa_a().public_jwk("k1", Some("RS256"))])});
+    let mut worker = worker(
+        &mut host,
+        &remote_config(json!({"jwks": inline, "forward": {
+            "strip_authorization": true,
+            "claims_to_headers": [{"claim": "sub", "header": "x-sub"}]
+        }})),
+    );
+    assert!(!worker.wants_ticks());
+    let step = worker.on_request(&mut host, request(1, &token("k1")), NOW);
+    let Step::Forward(admission) = step else {
+        panic!("admitted: {step:?}");
+    };
+    worker.apply_admission(&mut host, &admission);
+    assert_eq!(
+        host.take_effects(),
+        vec![
+            RequestEffect::Set(
+                "x-sub".into(),
+                "f3b6c1de-8c2a-4a43-9a8e-3c5f0d1a2b3c".into()
+            ),
+            RequestEffect::Remove("authorization".into()),
+        ]
+    );
+    assert_eq!(host.metric("tokengate.allowed"), 1);
+    assert_eq!(host.metric("tokengate.cache.miss"), 1);
+    let again = worker.on_request(&mut host, request(2, &token("k1")), NOW);
+    assert_eq!(status_of(&again), 200);
+    assert_eq!(host.metric("tokengate.cache.hit"), 1);
+    let refused = worker.on_request(&mut host, request(3, "not.a.jwt"), NOW);
+    assert_eq!(status_of(&refused), 401);
+    assert_eq!(host.metric("tokengate.denied.malformed"), 1);
+}
+
+#[test]
+fn one_fetch_serves_every_worker_through_shared_data() {
+    let mut first_host = FakeHost::new();
+    let mut second_host = first_host.sharing();
+    let mut first = worker(&mut first_host, &remote_config(json!({})));
+    let mut second = worker(&mut second_host, &remote_config(json!({})));
+    assert!(first.wants_ticks());
+    // No keys yet: 503, and no refetch storm (only an unknown kid may refetch).
+    let early = first.on_request(&mut first_host, request(1, &token("k1")), NOW);
+    assert_eq!(status_of(&early), 503);
+    assert_eq!(first_host.metric("tokengate.denied.keys_unavailable"), 1);
+
+    // Both tick; the first claims the fetch, the second sees it in flight.
+    first.on_tick(&mut first_host, NOW);
+    second.on_tick(&mut second_host, NOW);
+    let calls = first_host.take_calls();
+    assert_eq!(calls.len(), 1);
+    assert!(
+        second_host.take_calls().is_empty(),
+        "one fetch for all workers"
+    );
+    let (token_id, call) = &calls[0];
+    let path = call
+        .headers
+        .iter()
+        .find(|(n, _)| n == ":path")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(path, Some("/certs"));
+    first.on_call_response(&mut first_host, *token_id, &ok(key_set(&["k1"])), NOW);
+    assert_eq!(first_host.metric("tokengate.jwks.fetch_success"), 1);
+    assert_eq!(first_host.metric("tokengate.jwks.keys_loaded"), 1);
+
+    // The second worker installs the published keys on its next tick, without a call.
+    second.on_tick(&mut second_host, later(NOW, 250));
+    assert!(second_host.take_calls().is_empty());
+    assert_eq!(second.engine().key_count(), 1);
+    let step = second.on_request(&mut second_host, request(2, &token("k1")), NOW);
+    assert_eq!(status_of(&step), 200);
+}
+
+#[test]
+fn a_failed_refresh_keeps_the_last_keys_and_backs_off() {
+    let mut host = FakeHost::new();
+    let mut worker = worker_with_keys(&mut host, &["k1"]);
+    // The periodic refresh is due after refresh_seconds (300 s by default).
+    let due = later(NOW, 300_000);
+    worker.on_tick(&mut host, due);
+    let (call, _) = host.take_calls().pop().unwrap();
+    let failed = CallResponse {
+        status: Some(500),
+        body: Some(b"oops".to_vec()),
+    };
+    worker.on_call_response(&mut host, call, &failed, due);
+    assert_eq!(host.metric("tokengate.jwks.fetch_failure"), 1);
+    assert_eq!(worker.engine().key_count(), 1);
+    assert_eq!(
+        status_of(&worker.on_request(&mut host, request(1, &token("k1")), due)),
+        200
+    );
+    // Retried after the first backoff step (1 s), not before.
+    worker.on_tick(&mut host, later(due, 999));
+    assert!(host.take_calls().is_empty());
+    worker.on_tick(&mut host, later(due, 1_000));
+    assert_eq!(host.take_calls().len(), 1);
+}
+
+#[test]
+fn unknown_kid_waits_for_one_refetch_shared_by_its_requests() {
+    let mut host = FakeHost::new();
+    let mut worker = worker_with_keys(&mut host, &["k1"]);
+    let rotated = token("k2");
+    // Two requests with the new kid: both wait; one wake-up, one call.
+    assert_eq!(
+        worker.on_request(&mut host, request(10, &rotated), NOW),
+        Step::Wait
+    );
+    assert_eq!(
+        worker.on_request(&mut host, request(11, &rotated), NOW),
+        Step::Wait
+    );
+    assert_eq!(host.queued.len(), 1);
+    assert_eq!(host.queued[0].0, QUEUE);
+    assert!(host.calls.is_empty(), "the root context dispatches");
+    assert!(worker.on_wake(&mut host, NOW).is_empty());
+    let calls = host.take_calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(host.metric("tokengate.jwks.kid_refetch"), 1);
+    let resumed = worker.on_call_response(&mut host, calls[0].0, &ok(key_set(&["k1", "k2"])), NOW);
+    let contexts: Vec<(u32, u16)> = resumed
+        .iter()
+        .map(|r| (r.context_id, status_of(&r.step)))
+        .collect();
+    assert_eq!(contexts, vec![(10, 200), (11, 200)]);
+
+    // Another unknown kid right after: the refetch budget is spent, refused at once.
+    let junk = worker.on_request(&mut host, request(12, &token("k3")), later(NOW, 1_000));
+    assert_eq!(status_of(&junk), 401);
+    assert_eq!(host.metric("tokengate.denied.unknown_kid"), 1);
+    assert!(host.queued.len() == 1 && host.calls.is_empty());
+}
+
+#[test]
+fn without_a_wake_queue_the_request_dispatches_its_own_call() {
+    let mut host = FakeHost::new();
+    let mut worker = worker_with_keys(&mut host, &["k1"]);
+    host.refuse_queue = true;
+    assert_eq!(
+        worker.on_request(&mut host, request(5, &token("k2")), NOW),
+        Step::Wait
+    );
+    let calls = host.take_calls();
+    assert_eq!(calls.len(), 1);
+    // The IdP answers without the kid: the request is refused once the answer is in.
+    let resumed = worker.on_call_response(&mut host, calls[0].0, &ok(key_set(&["k1"])), NOW);
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(status_of(&resumed[0].step), 401);
+
+    // A refetch that cannot start at all is a fetch failure and an immediate answer.
+    let mut host = FakeHost::new();
+    let mut worker = worker_with_keys(&mut host, &["k1"]);
+    host.refuse_queue = true;
+    host.refuse_calls = true;
+    let step = worker.on_request(&mut host, request(6, &token("k2")), NOW);
+    assert_eq!(status_of(&step), 401);
+    assert_eq!(host.metric("tokengate.jwks.fetch_failure"), 1);
+}
+
+#[test]
+fn introspections_are_coalesced_bounded_and_fail_closed() {
+    let mut host = FakeHost::new();
+    let mut worker = worker(&mut host, &introspect_config());
+    let token = token("k1");
+    assert_eq!(
+        worker.on_request(&mut host, request(1, &token), NOW),
+        Step::Wait
+    );
+    assert_eq!(
+        worker.on_request(&mut host, request(2, &token), NOW),
+        Step::Wait
+    );
+    assert_eq!(host.metric("tokengate.introspection.coalesced"), 1);
+    worker.on_wake(&mut host, NOW);
+    let calls = host.take_calls();
+    assert_eq!(calls.len(), 1, "one call for both requests");
+    assert_eq!(host.metric("tokengate.introspection.calls"), 1);
+    let body = json!({"active": true, "sub": "alice"})
+        .to_string()
+        .into_bytes();
+    let resumed = worker.on_call_response(&mut host, calls[0].0, &ok(body), later(NOW, 3));
+    assert_eq!(resumed.len(), 2);
+    assert!(resumed.iter().all(|r| status_of(&r.step) == 200));
+    assert_eq!(host.metric("tokengate.allowed"), 2);
+    assert_eq!(host.metric("tokengate.introspection.latency_ms"), 1);
+
+    // Two distinct tokens open (max_in_flight 2); a third is refused as overloaded.
+    for (context, n) in [(3, "a"), (4, "b")] {
+        let step = worker.on_request(&mut host, request(context, &format!("opaque{n}")), NOW);
+        assert_eq!(step, Step::Wait);
+    }
+    let full = worker.on_request(&mut host, request(5, "opaquec"), NOW);
+    assert_eq!(status_of(&full), 503);
+    assert_eq!(
+        host.metric("tokengate.introspection.idp_error.overloaded"),
+        1
+    );
+
+    // The queued calls cannot start: their waiters are answered 503, never left hanging.
+    host.refuse_calls = true;
+    let failed = worker.on_wake(&mut host, NOW);
+    let statuses: Vec<u16> = failed.iter().map(|r| status_of(&r.step)).collect();
+    assert_eq!(statuses, vec![503, 503]);
+    let Step::Reply(response) = &failed[0].step else {
+        panic!("a reply");
+    };
+    assert!(response.headers.iter().any(|(n, _)| *n == "retry-after"));
+    assert_eq!(
+        host.metric("tokengate.introspection.idp_error.unreachable"),
+        2
+    );
+}
