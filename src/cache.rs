@@ -96,6 +96,7 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     diff == 0 && a_rest == b_rest
 }
 
+/// A bounded token-keyed cache with per-entry expiry (see the module documentation).
 pub struct TokenCache<V> {
     capacity: usize,
     hashing: Hashing,
@@ -133,14 +134,17 @@ impl<V> TokenCache<V> {
         }
     }
 
+    /// Live and not yet collected entries.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether the cache holds no entry.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// Whether the cache stores anything at all (capacity above 0).
     pub fn is_enabled(&self) -> bool {
         self.capacity > 0
     }
@@ -202,6 +206,7 @@ impl<V> TokenCache<V> {
         }
     }
 
+    /// Drops the entry for `key`, if any.
     pub fn remove(&mut self, key: &str) {
         let hash = self.hashing.hash(key);
         if let Ok(entry) = self
@@ -212,6 +217,7 @@ impl<V> TokenCache<V> {
         }
     }
 
+    /// Drops every entry (the key set changed: verdicts may no longer hold).
     pub fn clear(&mut self) {
         self.entries.clear();
         self.insertion_order.clear();

@@ -13,12 +13,17 @@ pub const MAX_FORWARDED_VALUE_BYTES: usize = 8192;
 
 /// The claims of an authentic token (or an active introspection answer).
 pub struct ClaimView<'a> {
+    /// Every claim of the token (the time claims included, as JSON).
     pub claims: &'a Map<String, Value>,
+    /// `exp`, Unix seconds.
     pub exp: Option<i64>,
+    /// `nbf`, Unix seconds.
     pub nbf: Option<i64>,
+    /// `iat`, Unix seconds.
     pub iat: Option<i64>,
 }
 
+/// `iss` must be the configured issuer, exactly.
 pub fn check_issuer(config: &Config, iss: Option<&Value>) -> Result<(), Rejection> {
     match iss {
         Some(Value::String(issuer)) if *issuer == config.issuer => Ok(()),
@@ -27,6 +32,7 @@ pub fn check_issuer(config: &Config, iss: Option<&Value>) -> Result<(), Rejectio
     }
 }
 
+/// The payload `typ` must be one of the accepted token types (case-insensitive).
 pub fn check_token_type(config: &Config, typ: &str) -> Result<(), Rejection> {
     if config.token_types.is_empty()
         || config
@@ -40,6 +46,7 @@ pub fn check_token_type(config: &Config, typ: &str) -> Result<(), Rejection> {
     }
 }
 
+/// `aud` (a string or an array of strings) must contain an accepted audience.
 pub fn check_audience(config: &Config, aud: Option<&Value>) -> Result<(), Rejection> {
     if config.audiences.is_empty() {
         return Ok(());
@@ -66,6 +73,7 @@ pub fn check_audience(config: &Config, aud: Option<&Value>) -> Result<(), Reject
     }
 }
 
+/// Every required scope must be granted by `scope` or `scp`.
 pub fn check_scopes(config: &Config, claims: &Map<String, Value>) -> Result<(), Rejection> {
     if config.required_scopes.is_empty() {
         return Ok(());

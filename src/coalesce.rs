@@ -17,6 +17,7 @@ pub enum Join {
     Full,
 }
 
+/// Waiters grouped by the key of the call they wait on.
 pub struct Coalescer<W> {
     waiting: HashMap<Rc<str>, Vec<W>, RandomState>,
     max_keys: usize,
@@ -31,6 +32,7 @@ impl<W> Coalescer<W> {
         }
     }
 
+    /// Adds a waiter for `key`; the answer says whether the caller must start the call.
     pub fn join(&mut self, key: &str, waiter: W) -> Join {
         if let Some(waiters) = self.waiting.get_mut(key) {
             waiters.push(waiter);

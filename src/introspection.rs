@@ -13,23 +13,29 @@ use crate::validate::Verified;
 /// An HTTP call for the host to make (`dispatch_http_call`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpCall {
+    /// The Envoy cluster to call.
     pub cluster: String,
     /// Includes the pseudo-headers `:method`, `:path`, `:authority`.
     pub headers: Vec<(String, String)>,
+    /// The request body.
     pub body: Vec<u8>,
+    /// How long the call may take.
     pub timeout_ms: u64,
 }
 
 /// What a call produced. `status` is `None` when the call ended without a response.
 #[derive(Debug, Clone, Copy)]
 pub struct CallAnswer<'a> {
+    /// The response status, `None` without a response.
     pub status: Option<u16>,
+    /// The response body.
     pub body: &'a [u8],
 }
 
 /// The IdP's verdict on a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Judgement {
+    /// `active: true` and every check passed: the claims to forward.
     Active(Verified),
     /// `active: false`, or active but failing a check (issuer, audience, expiry, scope, ...).
     Refused(Rejection),

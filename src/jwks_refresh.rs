@@ -11,22 +11,28 @@ use crate::config::RemoteJwks;
 pub const KID_REFETCH_INTERVAL_MS: u64 = 30_000;
 /// Retry delay after the first failure; doubles per failure up to [`MAX_RETRY_MS`].
 pub const FIRST_RETRY_MS: u64 = 1_000;
+/// The longest retry delay after failures.
 pub const MAX_RETRY_MS: u64 = 30_000;
 
+/// The shared fetch record of one key source (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FetchState {
     /// When the last fetch was dispatched.
     pub last_attempt_ms: u64,
     /// When the last fetch ended, successfully or not.
     pub last_completed_ms: u64,
+    /// When the last successful fetch ended.
     pub last_success_ms: u64,
+    /// When a token with an unknown `kid` last triggered a fetch.
     pub last_kid_refetch_ms: u64,
+    /// Failed fetches since the last success.
     pub consecutive_failures: u32,
 }
 
 const STATE_LEN: usize = 36;
 
 impl FetchState {
+    /// The record's fixed little-endian layout.
     pub fn encode(&self) -> [u8; STATE_LEN] {
         let mut out = [0u8; STATE_LEN];
         let words = [
@@ -61,25 +67,31 @@ impl FetchState {
         })
     }
 
+    /// A fetch succeeded at `now_ms`.
     pub fn record_success(&mut self, now_ms: u64) {
         self.last_completed_ms = now_ms;
         self.last_success_ms = now_ms;
         self.consecutive_failures = 0;
     }
 
+    /// A fetch failed at `now_ms`.
     pub fn record_failure(&mut self, now_ms: u64) {
         self.last_completed_ms = now_ms;
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
     }
 }
 
+/// The refresh schedule of one key source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schedule {
+    /// Time between periodic fetches.
     pub refresh_ms: u64,
+    /// A fetch's timeout.
     pub timeout_ms: u64,
 }
 
 impl Schedule {
+    /// The schedule a remote JWKS configuration asks for.
     pub fn for_remote(remote: &RemoteJwks) -> Schedule {
         Schedule {
             refresh_ms: remote.refresh_seconds.saturating_mul(1000),
@@ -133,6 +145,7 @@ pub fn encode_key_record(fetched_at_ms: u64, jwks: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The fetch time and JWKS document of a record from [`encode_key_record`].
 pub fn decode_key_record(bytes: &[u8]) -> Option<(u64, &[u8])> {
     let (time, jwks) = bytes.split_at_checked(8)?;
     let mut word = [0u8; 8];

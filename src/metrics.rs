@@ -7,28 +7,40 @@ use crate::engine::{CacheUse, IntrospectionCacheUse};
 use crate::filter::host::{Host, HostError, MetricKind};
 use crate::rejection::{DenyReason, IdpFailure};
 
+/// Every metric name starts with this.
 pub const PREFIX: &str = "tokengate";
 
 /// Counters, besides one `denied.<reason>` counter per [`DenyReason`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counter {
+    /// Requests let through.
     Allowed,
+    /// Verified-token cache lookups that found the token.
     CacheHit,
+    /// Verified-token cache lookups that did not.
     CacheMiss,
+    /// JWKS fetches that installed a key set.
     JwksFetchSuccess,
+    /// JWKS fetches that failed (the last good keys stay).
     JwksFetchFailure,
+    /// Fetches triggered by a token with an unknown `kid`.
     JwksKidRefetch,
     /// Admitted without the IdP's verdict (`on_idp_error: allow`).
     AllowedDegraded,
+    /// Introspection calls dispatched.
     IntrospectionCalls,
     /// Requests that waited on a call another request of the same token had opened.
     IntrospectionCoalesced,
+    /// Introspection cache hits with `active: true`.
     IntrospectionCacheHitPositive,
+    /// Introspection cache hits with a refusal.
     IntrospectionCacheHitNegative,
+    /// Introspection cache lookups that found nothing.
     IntrospectionCacheMiss,
 }
 
 impl Counter {
+    /// Every counter, in discriminant order (the handles are indexed by it).
     pub const ALL: [Counter; 12] = [
         Counter::Allowed,
         Counter::CacheHit,
@@ -44,6 +56,7 @@ impl Counter {
         Counter::IntrospectionCacheMiss,
     ];
 
+    /// The exported name.
     pub fn name(self) -> &'static str {
         match self {
             Counter::Allowed => "tokengate.allowed",
@@ -62,6 +75,7 @@ impl Counter {
     }
 }
 
+/// Gauges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gauge {
     /// Number of signing keys in use.
@@ -71,8 +85,10 @@ pub enum Gauge {
 }
 
 impl Gauge {
+    /// Every gauge, in discriminant order.
     pub const ALL: [Gauge; 2] = [Gauge::KeysLoaded, Gauge::ExpCheckDisabled];
 
+    /// The exported name.
     pub fn name(self) -> &'static str {
         match self {
             Gauge::KeysLoaded => "tokengate.jwks.keys_loaded",
@@ -84,6 +100,7 @@ impl Gauge {
 /// Histogram of introspection call latency, in milliseconds.
 pub const INTROSPECTION_LATENCY_MS: &str = "tokengate.introspection.latency_ms";
 
+/// `tokengate.denied.<reason>`.
 pub fn denied_name(reason: DenyReason) -> String {
     format!("{PREFIX}.denied.{}", reason.as_str())
 }
@@ -103,6 +120,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Defines every metric through the host.
     pub fn define(host: &mut impl Host) -> Result<Metrics, HostError> {
         let mut counters = [0; Counter::ALL.len()];
         for (slot, counter) in counters.iter_mut().zip(Counter::ALL) {
@@ -131,26 +149,32 @@ impl Metrics {
         })
     }
 
+    /// Counts one.
     pub fn increment(&self, host: &mut impl Host, counter: Counter) {
         host.increment_metric(self.counters[counter as usize], 1);
     }
 
+    /// Sets a gauge.
     pub fn set(&self, host: &mut impl Host, gauge: Gauge, value: u64) {
         host.record_metric(self.gauges[gauge as usize], value);
     }
 
+    /// Counts a refusal under its reason.
     pub fn record_denied(&self, host: &mut impl Host, reason: DenyReason) {
         host.increment_metric(self.denied[reason.index()], 1);
     }
 
+    /// Counts an introspection failure under its kind.
     pub fn record_idp_error(&self, host: &mut impl Host, failure: IdpFailure) {
         host.increment_metric(self.idp_errors[failure.index()], 1);
     }
 
+    /// Records how long an introspection call took.
     pub fn record_introspection_latency(&self, host: &mut impl Host, millis: u64) {
         host.record_metric(self.introspection_latency, millis);
     }
 
+    /// Counts how each cache took part in a decision.
     pub fn record_cache(
         &self,
         host: &mut impl Host,
@@ -171,11 +195,13 @@ impl Metrics {
         self.increment(host, counter);
     }
 
+    /// The number of signing keys in use.
     pub fn record_keys(&self, host: &mut impl Host, count: usize) {
         let count = u64::try_from(count).unwrap_or(u64::MAX);
         self.set(host, Gauge::KeysLoaded, count);
     }
 
+    /// Gauges that describe the configuration.
     pub fn record_config(&self, host: &mut impl Host, config: &Config) {
         self.set(host, Gauge::ExpCheckDisabled, u64::from(!config.verify_exp));
     }

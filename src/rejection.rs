@@ -45,23 +45,36 @@ pub enum MalformedToken {
 pub enum Rejection {
     /// No credentials at all: 401 with a bare challenge.
     MissingToken,
+    /// The request carries its credentials wrongly (400).
     InvalidRequest(RequestProblem),
+    /// The token is longer than `max_token_bytes`.
     TokenTooLarge {
+        /// The token's length in bytes.
         length: usize,
+        /// The configured limit.
         limit: usize,
     },
+    /// The token is not a well-formed, acceptable JWS.
     Malformed(MalformedToken),
     /// `alg` outside the allowlist (including `none`), or not allowed for the selected key.
     DisallowedAlgorithm,
     /// No key with the token's `kid`.
     UnknownKey,
+    /// The signature does not verify with the selected key.
     BadSignature,
+    /// `exp` is verified and absent.
     MissingExpiration,
+    /// `exp` is past (beyond the clock skew).
     Expired,
+    /// `nbf` is in the future (beyond the clock skew).
     NotYetValid,
+    /// `iss` is not the configured issuer.
     WrongIssuer,
+    /// `aud` holds no accepted audience.
     WrongAudience,
+    /// Not an access token (header or payload `typ`).
     WrongTokenType,
+    /// A required scope is not granted (403).
     InsufficientScope,
     /// A claim to forward holds a value that cannot be a header value (control characters).
     UnforwardableClaim,
@@ -91,6 +104,7 @@ pub enum IdpFailure {
 }
 
 impl IdpFailure {
+    /// Every failure kind, in metric order.
     pub const ALL: [IdpFailure; 6] = [
         IdpFailure::Timeout,
         IdpFailure::Unreachable,
@@ -100,6 +114,7 @@ impl IdpFailure {
         IdpFailure::Overloaded,
     ];
 
+    /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
             IdpFailure::Timeout => "timeout",
@@ -111,6 +126,7 @@ impl IdpFailure {
         }
     }
 
+    /// Position in [`IdpFailure::ALL`].
     pub fn index(self) -> usize {
         self as usize
     }
@@ -119,27 +135,46 @@ impl IdpFailure {
 /// Metric label of a rejection: `tokengate.denied.<reason>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DenyReason {
+    /// No credentials.
     Missing,
+    /// 400 `invalid_request`.
     InvalidRequest,
+    /// Token over the size limit.
     TooLarge,
+    /// Not a well-formed JWS.
     Malformed,
+    /// Algorithm not allowed.
     Algorithm,
+    /// Unknown `kid`.
     UnknownKid,
+    /// Signature does not verify.
     BadSignature,
+    /// `exp` missing.
     MissingExp,
+    /// `exp` past.
     Expired,
+    /// `nbf` future.
     NotYetValid,
+    /// Wrong issuer.
     Issuer,
+    /// Wrong audience.
     Audience,
+    /// Not an access token.
     TokenType,
+    /// Scope missing.
     Scope,
+    /// A claim that cannot be forwarded.
     ClaimValue,
+    /// No keys loaded yet.
     KeysUnavailable,
+    /// Introspection said inactive.
     Inactive,
+    /// The IdP could not answer.
     IdpUnavailable,
 }
 
 impl DenyReason {
+    /// Every reason, in metric order.
     pub const ALL: [DenyReason; 18] = [
         DenyReason::Missing,
         DenyReason::InvalidRequest,
@@ -161,6 +196,7 @@ impl DenyReason {
         DenyReason::IdpUnavailable,
     ];
 
+    /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {
             DenyReason::Missing => "missing",
@@ -184,6 +220,7 @@ impl DenyReason {
         }
     }
 
+    /// Position in [`DenyReason::ALL`].
     pub fn index(self) -> usize {
         self as usize
     }
@@ -192,12 +229,16 @@ impl DenyReason {
 /// RFC 6750 §3.1 error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
+    /// 400.
     InvalidRequest,
+    /// 401.
     InvalidToken,
+    /// 403.
     InsufficientScope,
 }
 
 impl ErrorCode {
+    /// The RFC 6750 error code.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidRequest => "invalid_request",
@@ -208,6 +249,7 @@ impl ErrorCode {
 }
 
 impl Rejection {
+    /// The metric label of this rejection.
     pub fn reason(&self) -> DenyReason {
         match self {
             Rejection::MissingToken => DenyReason::Missing,
@@ -231,6 +273,7 @@ impl Rejection {
         }
     }
 
+    /// The HTTP status of the response.
     pub fn status(&self) -> u16 {
         match self.error_code() {
             Some(ErrorCode::InvalidRequest) => 400,
@@ -242,6 +285,7 @@ impl Rejection {
         }
     }
 
+    /// The RFC 6750 `error` code, if the response has one.
     pub fn error_code(&self) -> Option<ErrorCode> {
         match self {
             Rejection::MissingToken | Rejection::KeysUnavailable | Rejection::IdpUnavailable(_) => {
@@ -310,17 +354,22 @@ impl fmt::Display for Rejection {
 /// A complete response to send instead of forwarding the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DenyResponse {
+    /// HTTP status.
     pub status: u16,
+    /// Response headers.
     pub headers: Vec<(&'static str, String)>,
+    /// JSON body.
     pub body: String,
 }
 
 /// Context a response needs beyond the rejection itself.
 #[derive(Debug, Clone, Copy)]
 pub struct ResponseContext<'a> {
+    /// `realm` of `WWW-Authenticate`.
     pub realm: &'a str,
     /// Sent as `scope="..."` on 403 `insufficient_scope`.
     pub required_scope: &'a str,
+    /// `Retry-After` of 503 responses, in seconds.
     pub retry_after_seconds: u32,
 }
 

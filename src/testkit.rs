@@ -145,6 +145,7 @@ fn sign_with<A: JwsAlgorithm>(alg: &A, key: &A::SigningKey, data: &[u8]) -> Vec<
     alg.sign(key, data).as_bytes().into_owned()
 }
 
+/// Unpadded base64url.
 pub fn b64url(bytes: impl AsRef<[u8]>) -> String {
     Base64UrlUnpadded::encode_string(bytes.as_ref())
 }
@@ -157,7 +158,9 @@ pub fn jwks(keys: &[Value]) -> Value {
 /// A token under construction: header and claims as JSON objects.
 #[derive(Debug, Clone)]
 pub struct TokenSpec {
+    /// The JOSE header.
     pub header: Map<String, Value>,
+    /// The claims.
     pub claims: Map<String, Value>,
 }
 
@@ -183,21 +186,25 @@ impl TokenSpec {
         }
     }
 
+    /// Sets a header parameter.
     pub fn header(mut self, name: &str, value: impl Into<Value>) -> Self {
         self.header.insert(name.to_owned(), value.into());
         self
     }
 
+    /// Removes a header parameter.
     pub fn without_header(mut self, name: &str) -> Self {
         self.header.remove(name);
         self
     }
 
+    /// Sets a claim.
     pub fn claim(mut self, name: &str, value: impl Into<Value>) -> Self {
         self.claims.insert(name.to_owned(), value.into());
         self
     }
 
+    /// Removes a claim.
     pub fn without_claim(mut self, name: &str) -> Self {
         self.claims.remove(name);
         self

@@ -12,6 +12,7 @@ pub type HeaderList = [(String, Vec<u8>)];
 pub enum HeaderUpdate {
     /// Replace every value of the header with this one.
     Set(String, String),
+    /// Remove every value of the header.
     Remove(String),
 }
 
@@ -29,6 +30,7 @@ pub enum NeededHeaders<'a> {
 }
 
 impl NeededHeaders<'_> {
+    /// The header's name.
     pub fn name(&self) -> &str {
         match self {
             NeededHeaders::One(name) | NeededHeaders::All(name) => name,

@@ -50,6 +50,9 @@
 //! `target/bench/envoy_cpu.json`; logs, rendered configs and each Envoy's final stats are kept in
 //! `target/tokengate-runs/bench-envoy-cpu-*`.
 
+// A bench that cannot set up its stack stops with the reason.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,9 @@
 //! the rendered configs through `envoy --mode validate` with the real filter, and hadolint on
 //! the Dockerfile. Broken variants of the compose file must be caught.
 
+// A failed expectation in a test panics: that is how the test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

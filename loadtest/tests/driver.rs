@@ -5,6 +5,9 @@
 //! `measure_*` tests (ignored) print the figures the driver achieves here:
 //! `cargo test --release -p loadtest --test driver -- --ignored --nocapture`.
 
+// A failed expectation in a test panics: that is how the test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::future::Future;

@@ -5,6 +5,9 @@
 //! Needs `target/wasm32-wasip1/release/tokengate.wasm` and Envoy (see `scripts/setup`); the
 //! suite fails, not skips, when they are missing.
 
+// A failed expectation in a test panics: that is how the test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,9 @@
 //! Every gateway of `envoy/` starts from its template and behaves as its scenario says, with
 //! locally minted tokens (the Keycloak suite repeats this with real Keycloak tokens).
 
+// A failed expectation in a test panics: that is how the test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use anyhow::{Result, ensure};

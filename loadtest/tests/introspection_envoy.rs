@@ -3,6 +3,9 @@
 //! down, 5xx, garbage, refusing the gateway's credentials). The same gateways against real
 //! Keycloak are in `keycloak_gateways.rs`.
 
+// A failed expectation in a test panics: that is how the test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::{Duration, Instant};

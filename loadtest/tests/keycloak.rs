@@ -4,6 +4,9 @@
 //! Fetches and builds Keycloak on first run (see `loadtest::keycloak`); set
 //! `TOKENGATE_KEYCLOAK_URL` to run against an already running one instead.
 
+// A failed expectation in a test panics: that is how the test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};

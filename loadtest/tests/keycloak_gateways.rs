@@ -5,6 +5,9 @@
 //! One Keycloak serves the suite (`loadtest::keycloak::shared`, or `TOKENGATE_KEYCLOAK_URL`);
 //! the outage test starts one of its own, since it stops and restarts it.
 
+// A failed expectation in a test panics: that is how the test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

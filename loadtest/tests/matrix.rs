@@ -2,6 +2,9 @@
 //! Envoy for every gateway), its report validated against `report.schema.json`, and the
 //! security verdicts asserted; then `--target` against an already running stack.
 
+// A failed expectation in a test panics: that is how the test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

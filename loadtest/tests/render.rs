@@ -3,6 +3,9 @@
 //! Every rendered config is checked with the real Envoy (`envoy --mode
 //! validate`); these tests fail, not skip, when Envoy is missing.
 
+// A failed expectation in a test panics: that is how the test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -21,10 +21,14 @@ use super::{Now, Worker};
 /// Introspection answers larger than this are treated as unusable.
 pub const MAX_INTROSPECTION_BYTES: usize = 64 * 1024;
 
+/// A call the worker makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
+    /// The scheduled JWKS refresh.
     PeriodicJwks,
+    /// A JWKS fetch for a token whose `kid` is unknown.
     KidRefetch,
+    /// The introspection of this token.
     Introspection(Rc<str>),
 }
 
@@ -36,26 +40,32 @@ struct InFlight {
 /// A paused request: its context and the headers it arrived with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiter {
+    /// The request's context, where its step is carried out.
     pub context_id: u32,
+    /// The request headers the worker reads.
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
 impl Waiter {
+    /// The headers, as the engine takes them.
     pub fn headers(&self) -> &HeaderList {
         &self.headers
     }
 }
 
+/// The worker's calls: queued for the root context, in flight, and who waits on a refetch.
 #[derive(Default)]
 pub struct Calls {
     /// The root's wake-up queue, if it could be registered.
     wake_queue: Option<u32>,
     to_dispatch: Vec<Call>,
     in_flight: HashMap<u32, InFlight>,
+    /// Requests waiting for the `kid` refetch.
     pub kid_waiters: Vec<Waiter>,
 }
 
 impl Calls {
+    /// No calls yet; `wake_queue` wakes the root context to dispatch queued calls.
     pub fn new(wake_queue: Option<u32>) -> Calls {
         Calls {
             wake_queue,
@@ -63,6 +73,7 @@ impl Calls {
         }
     }
 
+    /// Whether `call` is queued or in flight.
     pub fn is_pending(&self, call: &Call) -> bool {
         self.to_dispatch.contains(call) || self.in_flight.values().any(|f| f.call == *call)
     }
@@ -85,11 +96,14 @@ impl Calls {
 /// is `None` when there was none or it was over the call's limit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallResponse {
+    /// The response status.
     pub status: Option<u16>,
+    /// The response body, within the call's size limit.
     pub body: Option<Vec<u8>>,
 }
 
 impl CallResponse {
+    /// The answer as the introspection judge reads it.
     pub fn answer(&self) -> CallAnswer<'_> {
         CallAnswer {
             status: self.status,

@@ -24,21 +24,29 @@ struct SharedStore {
 /// What a fake host saw happen to requests, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestEffect {
+    /// A header set to a value.
     Set(String, String),
+    /// A header removed.
     Remove(String),
+    /// A local reply with this status.
     Reply(u16),
+    /// The request resumed.
     Resume,
 }
 
+/// The fake host (see the module documentation).
 #[derive(Default)]
 pub struct FakeHost {
     shared: Rc<RefCell<SharedStore>>,
     /// Every dispatched call with its token, in order.
     pub calls: Vec<(u32, HttpCall)>,
     next_token: u32,
+    /// Items put on shared queues: (queue, item).
     pub queued: Vec<(u32, Vec<u8>)>,
     metrics: Vec<(MetricKind, String, i64)>,
+    /// What was done to requests, in order.
     pub effects: Vec<RequestEffect>,
+    /// The local replies sent, in order.
     pub replies: Vec<DenyResponse>,
     /// When set, `dispatch` refuses every call.
     pub refuse_calls: bool,
@@ -47,6 +55,7 @@ pub struct FakeHost {
 }
 
 impl FakeHost {
+    /// A host with empty shared data of its own.
     pub fn new() -> FakeHost {
         FakeHost {
             next_token: 1,
@@ -78,10 +87,12 @@ impl FakeHost {
         std::mem::take(&mut self.calls)
     }
 
+    /// Takes the recorded request effects.
     pub fn take_effects(&mut self) -> Vec<RequestEffect> {
         std::mem::take(&mut self.effects)
     }
 
+    /// The keys present in shared data, sorted.
     pub fn shared_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.shared.borrow().records.keys().cloned().collect();
         keys.sort();

@@ -21,8 +21,11 @@ pub enum HostError {
 /// A metric's kind, as proxy-wasm defines them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
+    /// A value that only grows.
     Counter,
+    /// A value set to the latest reading.
     Gauge,
+    /// A distribution of recorded values.
     Histogram,
 }
 
@@ -30,7 +33,9 @@ pub enum MetricKind {
 /// compare-and-swap token; `(None, None)` when the key is absent.
 pub type SharedValue = (Option<Vec<u8>>, Option<u32>);
 
+/// The host operations the filter uses (see the module documentation).
 pub trait Host {
+    /// A shared-data record and its CAS.
     fn shared_get(&self, key: &str) -> Result<SharedValue, HostError>;
     /// Writes `value`; with `cas`, only if the record is still the one that CAS belongs to.
     fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError>;
@@ -39,12 +44,16 @@ pub trait Host {
     /// Puts an item on a shared queue (a worker wakes its root context this way).
     fn enqueue(&mut self, queue: u32, item: &[u8]) -> Result<(), HostError>;
 
+    /// Defines a metric; returns its handle.
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Result<u32, HostError>;
+    /// Adds `delta` to a counter or gauge.
     fn increment_metric(&mut self, id: u32, delta: i64);
+    /// Sets a gauge, or records a histogram sample.
     fn record_metric(&mut self, id: u32, value: u64);
 
     /// Sets a request header of the effective context (replacing every value of that name).
     fn set_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
+    /// Removes a request header of the effective context.
     fn remove_header(&mut self, name: &str) -> Result<(), HostError>;
     /// Answers the effective context's request with a local reply.
     fn reply(&mut self, response: &DenyResponse) -> Result<(), HostError>;

@@ -36,11 +36,14 @@ pub const TICK_MS: u32 = 250;
 /// The time, as the host's clock gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Now {
+    /// Unix seconds.
     pub seconds: i64,
+    /// Unix milliseconds.
     pub millis: u64,
 }
 
 impl Now {
+    /// From the host clock's nanoseconds since the Unix epoch.
     pub fn from_nanos(nanos: u64) -> Now {
         Now {
             seconds: i64::try_from(nanos / 1_000_000_000).unwrap_or(i64::MAX),
@@ -63,14 +66,18 @@ pub enum Step {
 /// A step for a request that was waiting, to carry out in its context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resumption {
+    /// The waiting request's context.
     pub context_id: u32,
+    /// What to do with it.
     pub step: Step,
 }
 
 /// The request header(s) the configuration reads: one value, or every entry of a header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenHeader {
+    /// The first (and, for these headers, only) value of this header.
     One(String),
+    /// Every entry of this header, in order.
     All(String),
 }
 
@@ -139,6 +146,7 @@ impl Worker {
         &self.token_header
     }
 
+    /// The decision engine of this worker.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }

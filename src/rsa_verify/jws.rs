@@ -22,17 +22,24 @@ pub struct RsaVerify {
 }
 
 impl RsaVerify {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
     pub const RS256: RsaVerify = RsaVerify::new(Padding::Pkcs1v15, HashAlg::Sha256);
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
     pub const RS384: RsaVerify = RsaVerify::new(Padding::Pkcs1v15, HashAlg::Sha384);
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
     pub const RS512: RsaVerify = RsaVerify::new(Padding::Pkcs1v15, HashAlg::Sha512);
+    /// RSASSA-PSS with SHA-256, MGF1 and a 32-byte salt.
     pub const PS256: RsaVerify = RsaVerify::new(Padding::Pss, HashAlg::Sha256);
+    /// RSASSA-PSS with SHA-384, MGF1 and a 48-byte salt.
     pub const PS384: RsaVerify = RsaVerify::new(Padding::Pss, HashAlg::Sha384);
+    /// RSASSA-PSS with SHA-512, MGF1 and a 64-byte salt.
     pub const PS512: RsaVerify = RsaVerify::new(Padding::Pss, HashAlg::Sha512);
 
     const fn new(padding: Padding, hash: HashAlg) -> RsaVerify {
         RsaVerify { padding, hash }
     }
 
+    /// The hash this algorithm signs.
     pub fn hash(self) -> HashAlg {
         self.hash
     }

@@ -195,7 +195,8 @@ mod simd {
         at: usize,
         masks: Option<[v128; 4]>,
     ) {
-        // SAFETY (all loads): every column start is at most max_start(i0, j0).
+        // SAFETY: every load below starts at most max_start(i0, j0) + at, and the caller
+        // guarantees max_start(i0, j0) + at + 4 ≤ BUF: all 16-byte loads lie within x and y.
         unsafe {
             if UPPER {
                 let shared = load(y, j0 + at);

@@ -50,8 +50,11 @@ const _: () = assert!(limbs_for(MAX_MODULUS_BITS) <= monty::MAX_LIMBS);
 /// The hash of a signature scheme; MGF1 uses the same one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HashAlg {
+    /// SHA-256.
     Sha256,
+    /// SHA-384.
     Sha384,
+    /// SHA-512.
     Sha512,
 }
 
@@ -76,11 +79,17 @@ impl HashAlg {
 #[non_exhaustive]
 pub enum KeyError {
     /// The modulus is outside 2048–4096 bits.
-    ModulusSize { bits: usize },
+    ModulusSize {
+        /// The modulus size.
+        bits: usize,
+    },
     /// The modulus is even (RFC 8017 §3.1: a product of odd primes).
     EvenModulus,
     /// The exponent does not fit 64 bits (after leading zeros).
-    ExponentTooLarge { bytes: usize },
+    ExponentTooLarge {
+        /// The exponent's length without leading zeros.
+        bytes: usize,
+    },
     /// RFC 8017 §3.1: 3 ≤ e ≤ n − 1.
     ExponentOutOfRange,
     /// RFC 8017 §3.1: gcd(e, λ(n)) = 1 and λ(n) is even, so e is odd.
@@ -217,6 +226,7 @@ impl PublicKey {
         &self.n
     }
 
+    /// The public exponent e.
     pub fn exponent(&self) -> u64 {
         self.e
     }
