@@ -6,7 +6,8 @@
 //! fixed window by the requests completed in that window.
 //!
 //! ```text
-//! cargo build --release --target wasm32-wasip1 -p tokengate -p passthrough
+//! scripts/build-filter both
+//! cargo build --release --target wasm32-wasip1 -p passthrough -p passthrough-sdk
 //! cargo build --release -p loadtest --bins
 //! cargo bench -p loadtest --bench envoy_cpu [-- --only jwt-unique,no-auth --window 10]
 //! ```
@@ -35,6 +36,13 @@
 //! the `authorization` header and the clock and returns `Continue`. `jwt-repeated` minus
 //! `passthrough` is what tokengate itself costs on a cached token; `passthrough` minus `no-auth`
 //! is the wasm machinery plus those two reads.
+//! `passthrough-sdk` is the same filter on the proxy-wasm Rust SDK (`filters/passthrough-sdk`):
+//! `passthrough-sdk` minus `passthrough` is what the SDK's dispatcher costs per request (it
+//! exports every callback, so the host calls into the VM several times more), the measured
+//! reason tokengate binds the ABI itself (`src/host/abi.rs`).
+//! The `portable-*` scenarios run the portable build (no SIMD; `scripts/build-filter`) in the
+//! same V8, to show what a host without SIMD pays: the integer RSA kernel instead of the
+//! fused multiply-add one.
 //! `jwt-repeated-bare` is `jwt-repeated` with claim forwarding off (four claims copied into
 //! headers cost host calls that are work asked for, not the cache's cost), so `jwt-repeated-bare`
 //! minus `passthrough` is the cached-token decision itself: read the token header, look it up,
@@ -115,11 +123,51 @@ impl Tokens {
 }
 
 /// The code loaded into the gateway's wasm filter (gateways without one ignore it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Wasm {
+    /// The fast build (`TOKENGATE_WASM` or the release build).
     Tokengate,
+    /// The portable build: no SIMD.
+    TokengatePortable,
     /// `filters/passthrough`: does nothing, the floor of a Rust proxy-wasm filter.
     Passthrough,
+    /// `filters/passthrough-sdk`: the same on the proxy-wasm Rust SDK.
+    PassthroughSdk,
+}
+
+impl Wasm {
+    /// Where the build puts the module (the fast build: see `loadtest::paths::wasm_path`).
+    fn built_path(self) -> Result<PathBuf> {
+        let (path, build) = match self {
+            Wasm::Tokengate => return loadtest::paths::wasm_path(),
+            Wasm::TokengatePortable => (
+                "portable/wasm32-wasip1/release/tokengate.wasm",
+                "scripts/build-filter portable",
+            ),
+            Wasm::Passthrough => (
+                "wasm32-wasip1/release/passthrough.wasm",
+                "cargo build --release --target wasm32-wasip1 -p passthrough",
+            ),
+            Wasm::PassthroughSdk => (
+                "wasm32-wasip1/release/passthrough_sdk.wasm",
+                "cargo build --release --target wasm32-wasip1 -p passthrough-sdk",
+            ),
+        };
+        let path = target_dir().join(path);
+        if path.is_file() {
+            return Ok(path);
+        }
+        bail!("{} not found; build it with `{build}`", path.display())
+    }
+
+    fn file_name(self) -> &'static str {
+        match self {
+            Wasm::Tokengate => "tokengate.wasm",
+            Wasm::TokengatePortable => "tokengate-portable.wasm",
+            Wasm::Passthrough => "passthrough.wasm",
+            Wasm::PassthroughSdk => "passthrough-sdk.wasm",
+        }
+    }
 }
 
 struct Scenario {
@@ -145,6 +193,14 @@ const SCENARIOS: &[Scenario] = &[
         name: "passthrough",
         gateway: "jwt",
         wasm: Wasm::Passthrough,
+        plugin_patch: None,
+        tokens: Tokens::Repeated,
+        expected_status: 200,
+    },
+    Scenario {
+        name: "passthrough-sdk",
+        gateway: "jwt",
+        wasm: Wasm::PassthroughSdk,
         plugin_patch: None,
         tokens: Tokens::Repeated,
         expected_status: 200,
@@ -196,6 +252,22 @@ const SCENARIOS: &[Scenario] = &[
         plugin_patch: None,
         tokens: Tokens::Tampered,
         expected_status: 401,
+    },
+    Scenario {
+        name: "portable-repeated",
+        gateway: "jwt",
+        wasm: Wasm::TokengatePortable,
+        plugin_patch: None,
+        tokens: Tokens::Repeated,
+        expected_status: 200,
+    },
+    Scenario {
+        name: "portable-unique",
+        gateway: "jwt",
+        wasm: Wasm::TokengatePortable,
+        plugin_patch: None,
+        tokens: Tokens::Unique,
+        expected_status: 200,
     },
 ];
 
@@ -333,53 +405,45 @@ fn parse_seconds(text: Option<&str>, what: &str, default: f64) -> Result<Duratio
 struct Prerequisites {
     envoy: PathBuf,
     wasm: PathBuf,
-    /// Only when a selected scenario runs it.
-    passthrough: Option<PathBuf>,
+    /// The other modules the selected scenarios run.
+    modules: BTreeMap<Wasm, PathBuf>,
     backend: PathBuf,
-}
-
-/// The pass-through filter's release build, beside tokengate's.
-fn passthrough_wasm_path() -> Result<PathBuf> {
-    let path = target_dir().join("wasm32-wasip1/release/passthrough.wasm");
-    if path.is_file() {
-        return Ok(path);
-    }
-    bail!(
-        "pass-through filter not found at {}; build it with \
-         `cargo build --release --target wasm32-wasip1 -p passthrough`",
-        path.display()
-    )
 }
 
 fn check_prerequisites(options: &Options) -> Result<Prerequisites> {
     let envoy = loadtest::paths::envoy_binary();
     let wasm = loadtest::paths::wasm_path();
     let backend = loadtest::paths::sibling_binary("backend");
-    let passthrough = if options
-        .scenarios
-        .iter()
-        .any(|s| s.wasm == Wasm::Passthrough)
-    {
-        passthrough_wasm_path().map(Some)
-    } else {
-        Ok(None)
-    };
-    match (envoy, wasm, passthrough, backend) {
-        (Ok(envoy), Ok(wasm), Ok(passthrough), Ok(backend)) => Ok(Prerequisites {
+    let mut problems = Vec::new();
+    let mut modules = BTreeMap::new();
+    for scenario in &options.scenarios {
+        if scenario.wasm != Wasm::Tokengate && !modules.contains_key(&scenario.wasm) {
+            match scenario.wasm.built_path() {
+                Ok(path) => {
+                    modules.insert(scenario.wasm, path);
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+    }
+    match (envoy, wasm, backend) {
+        (Ok(envoy), Ok(wasm), Ok(backend)) if problems.is_empty() => Ok(Prerequisites {
             envoy,
             wasm,
-            passthrough,
+            modules,
             backend,
         }),
-        (envoy, wasm, passthrough, backend) => {
-            let problems: Vec<String> = [envoy.err(), wasm.err(), passthrough.err(), backend.err()]
-                .into_iter()
-                .flatten()
-                .map(|e| format!("  - {e}"))
-                .collect();
+        (envoy, wasm, backend) => {
+            problems.extend(
+                [envoy.err(), wasm.err(), backend.err()]
+                    .into_iter()
+                    .flatten(),
+            );
+            let problems: Vec<String> = problems.iter().map(|e| format!("  - {e}")).collect();
             bail!(
                 "cannot run:\n{}\n\nBuild what it needs first:\n  \
-                 cargo build --release --target wasm32-wasip1 -p tokengate -p passthrough\n  \
+                 scripts/build-filter both\n  \
+                 cargo build --release --target wasm32-wasip1 -p passthrough -p passthrough-sdk\n  \
                  cargo build --release -p loadtest --bins\nthen run \
                  `cargo bench -p loadtest --bench envoy_cpu`.",
                 problems.join("\n")
@@ -702,8 +766,8 @@ async fn sample_window(
 
 struct Stack {
     dir: PathBuf,
-    /// The snapshot of the pass-through filter, if a scenario runs it.
-    passthrough: Option<PathBuf>,
+    /// Snapshots of the other modules the scenarios run.
+    modules: BTreeMap<Wasm, PathBuf>,
     backend: loadtest::process::ManagedProcess,
     backend_port: u16,
     idp: JwksServer,
@@ -979,9 +1043,9 @@ fn run_scenario(
         Wasm::Tokengate if direct => loadtest::paths::wasm_path()
             .and_then(|wasm| start_with_wasm(&dir, &spec, stack, &wasm, true)),
         Wasm::Tokengate => start_gateway(&dir, &spec, stack.backend_port, stack.idp.port()),
-        Wasm::Passthrough => match &stack.passthrough {
+        other => match stack.modules.get(&other) {
             Some(wasm) => start_with_wasm(&dir, &spec, stack, wasm, direct),
-            None => Err(anyhow!("the pass-through filter was not prepared")),
+            None => Err(anyhow!("{} was not prepared", other.file_name())),
         },
     };
     let gateway = started.with_context(|| {
@@ -1116,6 +1180,11 @@ fn print_differences(results: &[ScenarioResult]) {
             "a wasm filter that reads the token header and the clock",
         ),
         (
+            "passthrough-sdk",
+            "passthrough",
+            "the proxy-wasm Rust SDK's dispatcher, over the hand-bound ABI",
+        ),
+        (
             "jwt-repeated",
             "passthrough",
             "tokengate on a cached token, over the floor",
@@ -1129,6 +1198,16 @@ fn print_differences(results: &[ScenarioResult]) {
             "jwt-repeated",
             "jwt-repeated-bare",
             "forwarding four claims as headers",
+        ),
+        (
+            "portable-repeated",
+            "jwt-repeated",
+            "the portable build (no SIMD) on a cached token",
+        ),
+        (
+            "portable-unique",
+            "jwt-unique",
+            "the portable build (integer RSA kernel) on unique tokens",
         ),
         (
             "jwt-unique",
@@ -1185,7 +1264,7 @@ fn write_json(
     options: &Options,
     prerequisites: &Prerequisites,
     wasm: &WasmSnapshot,
-    passthrough: Option<&WasmSnapshot>,
+    modules: &BTreeMap<Wasm, WasmSnapshot>,
     tokens: &TokenSets,
     results: &[ScenarioResult],
 ) -> Result<()> {
@@ -1197,7 +1276,10 @@ fn write_json(
         "wasm_path": prerequisites.wasm.display().to_string(),
         "wasm_bytes": wasm.bytes,
         "wasm_snapshot": wasm.path.display().to_string(),
-        "passthrough_wasm_bytes": passthrough.map(|p| p.bytes),
+        "other_wasm_bytes": modules
+            .iter()
+            .map(|(wasm, snapshot)| (wasm.file_name().to_owned(), json!(snapshot.bytes)))
+            .collect::<serde_json::Map<String, Value>>(),
         "backend_binary": prerequisites.backend.display().to_string(),
         "backend_threads": BACKEND_THREADS,
         "clock_ticks_per_second": clock_ticks_per_second()?,
@@ -1233,9 +1315,9 @@ fn snapshot_wasm(wasm: &Path, dir: &Path) -> Result<WasmSnapshot> {
     Ok(WasmSnapshot { path: copy, bytes })
 }
 
-/// The pass-through filter's copy in the run directory, for the same reason.
-fn copy_passthrough(wasm: &Path, dir: &Path) -> Result<WasmSnapshot> {
-    let copy = dir.join("passthrough.wasm");
+/// Another module's copy in the run directory, for the same reason.
+fn copy_module(module: Wasm, wasm: &Path, dir: &Path) -> Result<WasmSnapshot> {
+    let copy = dir.join(module.file_name());
     let bytes = std::fs::copy(wasm, &copy)
         .with_context(|| format!("copying {} to {}", wasm.display(), copy.display()))?;
     Ok(WasmSnapshot { path: copy, bytes })
@@ -1273,10 +1355,10 @@ fn run() -> Result<()> {
     }
     let dir = loadtest::paths::run_dir("bench-envoy-cpu");
     let wasm = snapshot_wasm(&prerequisites.wasm, &dir)?;
-    let passthrough = match &prerequisites.passthrough {
-        Some(path) => Some(copy_passthrough(path, &dir)?),
-        None => None,
-    };
+    let mut modules = BTreeMap::new();
+    for (module, path) in &prerequisites.modules {
+        modules.insert(*module, copy_module(*module, path, &dir)?);
+    }
     eprintln!(
         "envoy_cpu: {} scenario(s), {} connections, warm-up {:.1} s, window {:.1} s;\n  \
          wasm {} ({} bytes, run from a copy in the run directory)\n  backend {}",
@@ -1300,7 +1382,10 @@ fn run() -> Result<()> {
     let tokens = TokenSets::prepare(&options, &issuer)?;
     let stack = Stack {
         dir,
-        passthrough: passthrough.as_ref().map(|p| p.path.clone()),
+        modules: modules
+            .iter()
+            .map(|(module, snapshot)| (*module, snapshot.path.clone()))
+            .collect(),
         backend,
         backend_port: backend_addr.port(),
         idp,
@@ -1332,7 +1417,7 @@ fn run() -> Result<()> {
         &options,
         &prerequisites,
         &wasm,
-        passthrough.as_ref(),
+        &modules,
         &tokens,
         &results,
     )?;
