@@ -25,11 +25,11 @@ use jwt_compact::UntrustedToken;
 use serde_json::{Value, json};
 use tokengate::algorithm::Algorithm;
 use tokengate::config;
-use tokengate::engine::{CacheUse, Decision, Engine, Evaluation};
+use tokengate::engine::{CacheUse, Decision, Engine, Evaluation, Request};
 use tokengate::jwks::{KeyLookup, KeySet};
+use tokengate::jwt::validate;
 use tokengate::testkit::{TestKey, TokenSpec, jwks, tamper_signature};
 use tokengate::token_source;
-use tokengate::validate;
 
 const ISSUER: &str = "http://127.0.0.1:8080/realms/tokengate";
 const AUDIENCE: &str = "tokengate-api";
@@ -69,8 +69,58 @@ fn token(jti: &str) -> String {
         .sign(TestKey::rsa_a())
 }
 
+/// A policy of three providers and ten rules whose tenth covers the bench's request
+/// (`GET /orders/42`): the rule search and the provider choice on the cached path.
+fn policy_config() -> config::Config {
+    let rule = |name: &str, matcher: Value| json!({"name": name, "match": matcher, "requires": {"provider": "partner"}});
+    let config = json!({
+        "providers": {
+            "internal": {
+                "issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": ["RS256"],
+                "clock_skew_seconds": 5,
+                "jwks": {"inline": jwks(&[TestKey::rsa_a().public_jwk(KID, Some("RS256"))])},
+                "forward": {"claims_to_headers": [
+                    {"claim": "sub", "header": "x-jwt-sub"},
+                    {"claim": "azp", "header": "x-jwt-client"},
+                    {"claim": "scope", "header": "x-jwt-scope"},
+                    {"claim": "realm_access.roles", "header": "x-jwt-roles"}
+                ]}
+            },
+            "partner": {
+                "issuer": "https://partner.example/realms/p", "audiences": [AUDIENCE],
+                "algorithms": ["ES256"],
+                "jwks": {"inline": jwks(&[TestKey::p256().public_jwk("ec", Some("ES256"))])}
+            },
+            "machines": {
+                "mode": "introspect", "opaque": true, "issuer": "https://machines.example",
+                "audiences": [],
+                "introspection": {"cluster": "idp", "authority": "idp", "path": "/i",
+                                  "client_id": "gw", "client_secret": "s"}
+            }
+        },
+        "rules": [
+            {"name": "health", "match": {"path": {"exact": "/health"}}, "requires": "public"},
+            rule("admin", json!({"path": {"prefix": "/admin/"}})),
+            rule("writes", json!({"path": {"pattern": "/api/*/orders"}, "methods": ["POST"]})),
+            rule("api", json!({"path": {"pattern": "/api/**"}})),
+            rule("reports", json!({"path": {"prefix": "/reports"}, "hosts": ["*.example.com"]})),
+            rule("docs", json!({"path": {"prefix": "/docs"}})),
+            rule("stock", json!({"path": {"pattern": "/stock/*/items"}})),
+            rule("users", json!({"path": {"exact": "/users"}, "methods": ["GET"]})),
+            rule("orders-write", json!({"path": {"prefix": "/orders"}, "methods": ["POST", "PUT"]})),
+            {"name": "orders", "match": {"path": {"pattern": "/orders/**"}},
+             "requires": {"any": [{"provider": "internal"}, {"provider": "partner"}, {"provider": "machines"}]}}
+        ]
+    });
+    config::parse(config.to_string().as_bytes()).unwrap()
+}
+
 /// The request headers Envoy hands the filter for the bench's requests.
-fn request(token: &str) -> Vec<(String, Vec<u8>)> {
+fn request(token: &str) -> Request {
+    Request::with_headers(headers(token))
+}
+
+fn headers(token: &str) -> Vec<(String, Vec<u8>)> {
     [
         (":authority", "127.0.0.1:10000"),
         (":path", "/orders/42"),
@@ -90,7 +140,7 @@ fn settle(engine: &Engine, evaluation: &Evaluation) -> usize {
     match &evaluation.decision {
         Decision::Allow(admission) => {
             let mut bytes = 0;
-            admission.for_each_update(engine.config(), |name, value| {
+            engine.for_each_update(admission, |name, value| {
                 bytes += name.len() + value.map_or(0, str::len);
             });
             bytes
@@ -108,7 +158,7 @@ fn main() {
     println!(
         "-- one request (token of {} bytes, {} headers)",
         repeated.len(),
-        request(&repeated).len()
+        request(&repeated).headers.len()
     );
     {
         let mut engine = Engine::new(config(4096));
@@ -117,10 +167,24 @@ fn main() {
         assert!(matches!(first.decision, Decision::Allow(_)), "{first:?}");
         bench.run("authenticate, cached token (hit)", || {
             let evaluation = engine.authenticate(black_box(&headers), NOW);
-            evaluation.cache == CacheUse::Hit && settle(&engine, &evaluation) > 0
+            evaluation.lookups.cache == CacheUse::Hit && settle(&engine, &evaluation) > 0
         });
     }
-    let misses: Vec<Vec<(String, Vec<u8>)>> = if bench.wants("authenticate, new") {
+    {
+        let mut engine = Engine::new(policy_config());
+        let headers = request(&repeated);
+        let first = engine.authenticate(&headers, NOW);
+        assert!(matches!(first.decision, Decision::Allow(_)), "{first:?}");
+        assert_eq!(first.rule, Some(9));
+        bench.run(
+            "authenticate, cached token, 10th rule of 10, 3 providers",
+            || {
+                let evaluation = engine.authenticate(black_box(&headers), NOW);
+                evaluation.lookups.cache == CacheUse::Hit && settle(&engine, &evaluation) > 0
+            },
+        );
+    }
+    let misses: Vec<Request> = if bench.wants("authenticate, new") {
         (0..MISS_TOKENS)
             .map(|i| request(&token(&format!("bench-{i}"))))
             .collect()
@@ -134,12 +198,12 @@ fn main() {
             let headers = &misses[next % misses.len()];
             next += 1;
             let evaluation = engine.authenticate(black_box(headers), NOW);
-            evaluation.cache == CacheUse::Miss && settle(&engine, &evaluation) > 0
+            evaluation.lookups.cache == CacheUse::Miss && settle(&engine, &evaluation) > 0
         });
         let tampered: Vec<_> = misses
             .iter()
-            .map(|headers| {
-                let value = std::str::from_utf8(&headers[4].1).unwrap();
+            .map(|miss| {
+                let value = std::str::from_utf8(&miss.headers[4].1).unwrap();
                 let token = value.strip_prefix("Bearer ").unwrap();
                 request(&tamper_signature(token))
             })
@@ -154,8 +218,10 @@ fn main() {
     }
 
     println!("-- the steps of a miss");
-    let config = config(4096);
-    let headers = request(&repeated);
+    let whole = config(4096);
+    let config = &whole.providers[0];
+    let catalog = &whole.policy.catalogs[0];
+    let headers = headers(&repeated);
     bench.run("token_source::extract", || {
         token_source::extract(&config.token_source, black_box(&headers)).is_ok_and(|t| t.is_some())
     });
@@ -168,7 +234,7 @@ fn main() {
     .unwrap()
     .0;
     bench.run("validate::validate (everything below)", || {
-        validate::validate(&config, &keys, black_box(&repeated), NOW).is_ok()
+        validate::validate(config, &keys, catalog, black_box(&repeated), NOW).is_ok()
     });
     let payload = repeated.split('.').nth(1).unwrap();
     println!("-- the steps, through jwt-compact");

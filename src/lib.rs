@@ -23,27 +23,24 @@ pub const BUILD: &str = if cfg!(not(target_arch = "wasm32")) {
     "portable"
 };
 
-#[allow(missing_docs)] // documented as it is regrouped by concern (providers, key types)
+#[allow(missing_docs)] // documented as it is regrouped by concern (key types)
 pub mod algorithm;
 pub mod cache;
-pub mod claims;
-pub mod coalesce;
-#[allow(missing_docs)] // documented as it is regrouped by concern (providers, key types)
 pub mod config;
-#[allow(missing_docs)] // documented as it is regrouped by concern (providers, key types)
 pub mod engine;
 pub mod filter;
 pub mod introspection;
-#[allow(missing_docs)] // documented as it is regrouped by concern (providers, key types)
+#[allow(missing_docs)] // documented as it is regrouped by concern (key types)
 pub mod jwks;
 pub mod jwks_refresh;
+pub mod jwt;
 pub mod metrics;
+pub mod policy;
 pub mod rejection;
 pub mod rsa_verify;
-#[allow(missing_docs)] // documented as it is regrouped by concern (providers, key types)
+#[allow(missing_docs)] // documented as it is regrouped by concern (key types)
 pub mod signature;
 pub mod token_source;
-pub mod validate;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

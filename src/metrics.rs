@@ -1,9 +1,13 @@
 //! The metrics the filter exports: their names, and the handles one worker holds for them.
 //! Envoy shows them under `wasmcustom.` in `/stats`, e.g. `wasmcustom.tokengate.denied.expired`,
 //! and aggregates metrics of the same name across workers.
+//!
+//! Besides the totals, every rule and every provider has its own `allowed` and
+//! `denied.<reason>` (`tokengate.rule.<name>.*`, `tokengate.provider.<name>.*`), and every
+//! provider its key and introspection counters.
 
 use crate::config::Config;
-use crate::engine::{CacheUse, IntrospectionCacheUse};
+use crate::engine::{CacheUse, IntrospectionCacheUse, Lookups};
 use crate::filter::host::{Host, HostError, MetricKind};
 use crate::rejection::{DenyReason, IdpFailure};
 
@@ -110,6 +114,49 @@ pub fn idp_error_name(failure: IdpFailure) -> String {
     format!("{PREFIX}.introspection.idp_error.{}", failure.as_str())
 }
 
+/// `allowed` and `denied.<reason>` under a prefix.
+struct Outcomes {
+    allowed: u32,
+    denied: [u32; DenyReason::ALL.len()],
+}
+
+impl Outcomes {
+    fn define(host: &mut impl Host, prefix: &str) -> Result<Outcomes, HostError> {
+        let allowed = host.define_metric(MetricKind::Counter, &format!("{prefix}.allowed"))?;
+        let mut denied = [0; DenyReason::ALL.len()];
+        for (slot, reason) in denied.iter_mut().zip(DenyReason::ALL) {
+            let name = format!("{prefix}.denied.{}", reason.as_str());
+            *slot = host.define_metric(MetricKind::Counter, &name)?;
+        }
+        Ok(Outcomes { allowed, denied })
+    }
+}
+
+/// The counters a provider has of its own, besides its outcomes (each also counted in the
+/// total of the same name).
+const PROVIDER_COUNTERS: [Counter; 4] = [
+    Counter::JwksFetchSuccess,
+    Counter::JwksFetchFailure,
+    Counter::JwksKidRefetch,
+    Counter::IntrospectionCalls,
+];
+
+struct ProviderMetrics {
+    outcomes: Outcomes,
+    counters: [u32; PROVIDER_COUNTERS.len()],
+    keys_loaded: u32,
+}
+
+/// `tokengate.rule.<name>`.
+pub fn rule_prefix(rule: &str) -> String {
+    format!("{PREFIX}.rule.{rule}")
+}
+
+/// `tokengate.provider.<name>`.
+pub fn provider_prefix(provider: &str) -> String {
+    format!("{PREFIX}.provider.{provider}")
+}
+
 /// One worker's metric handles, defined through the host at configuration.
 pub struct Metrics {
     counters: [u32; Counter::ALL.len()],
@@ -117,11 +164,38 @@ pub struct Metrics {
     denied: [u32; DenyReason::ALL.len()],
     idp_errors: [u32; IdpFailure::ALL.len()],
     introspection_latency: u32,
+    rules: Vec<Outcomes>,
+    providers: Vec<ProviderMetrics>,
+    /// Keys in use per provider, for the total gauge.
+    keys: Vec<usize>,
 }
 
 impl Metrics {
-    /// Defines every metric through the host.
-    pub fn define(host: &mut impl Host) -> Result<Metrics, HostError> {
+    /// Defines every metric of `config` through the host.
+    pub fn define(host: &mut impl Host, config: &Config) -> Result<Metrics, HostError> {
+        let mut rules = Vec::with_capacity(config.policy.rules.len());
+        for rule in &config.policy.rules {
+            rules.push(Outcomes::define(host, &rule_prefix(rule.name.as_str()))?);
+        }
+        let mut providers = Vec::with_capacity(config.providers.len());
+        for provider in &config.providers {
+            let prefix = provider_prefix(provider.name.as_str());
+            let outcomes = Outcomes::define(host, &prefix)?;
+            let mut counters = [0; PROVIDER_COUNTERS.len()];
+            for (slot, counter) in counters.iter_mut().zip(PROVIDER_COUNTERS) {
+                let name = counter.name().replacen(PREFIX, &prefix, 1);
+                *slot = host.define_metric(MetricKind::Counter, &name)?;
+            }
+            let keys_loaded = host.define_metric(
+                MetricKind::Gauge,
+                &Gauge::KeysLoaded.name().replacen(PREFIX, &prefix, 1),
+            )?;
+            providers.push(ProviderMetrics {
+                outcomes,
+                counters,
+                keys_loaded,
+            });
+        }
         let mut counters = [0; Counter::ALL.len()];
         for (slot, counter) in counters.iter_mut().zip(Counter::ALL) {
             *slot = host.define_metric(MetricKind::Counter, counter.name())?;
@@ -146,7 +220,58 @@ impl Metrics {
             denied,
             idp_errors,
             introspection_latency,
+            rules,
+            keys: vec![0; providers.len()],
+            providers,
         })
+    }
+
+    /// Counts one of a provider's own counters, in its total too.
+    pub fn increment_for(&self, host: &mut impl Host, counter: Counter, provider: usize) {
+        self.increment(host, counter);
+        let slot = PROVIDER_COUNTERS.iter().position(|c| *c == counter);
+        if let (Some(slot), Some(metrics)) = (slot, self.providers.get(provider)) {
+            host.increment_metric(metrics.counters[slot], 1);
+        }
+    }
+
+    /// Counts an admitted request: in the total, its rule's and its provider's.
+    pub fn record_allowed(
+        &self,
+        host: &mut impl Host,
+        rule: Option<usize>,
+        provider: Option<usize>,
+    ) {
+        self.increment(host, Counter::Allowed);
+        for outcomes in self.scoped(rule, provider) {
+            host.increment_metric(outcomes.allowed, 1);
+        }
+    }
+
+    /// Counts a refused request under its reason: in the total, its rule's and its provider's.
+    pub fn record_refused(
+        &self,
+        host: &mut impl Host,
+        reason: DenyReason,
+        rule: Option<usize>,
+        provider: Option<usize>,
+    ) {
+        self.record_denied(host, reason);
+        for outcomes in self.scoped(rule, provider) {
+            host.increment_metric(outcomes.denied[reason.index()], 1);
+        }
+    }
+
+    fn scoped(
+        &self,
+        rule: Option<usize>,
+        provider: Option<usize>,
+    ) -> impl Iterator<Item = &Outcomes> {
+        let rule = rule.and_then(|rule| self.rules.get(rule));
+        let provider = provider
+            .and_then(|provider| self.providers.get(provider))
+            .map(|p| &p.outcomes);
+        rule.into_iter().chain(provider)
     }
 
     /// Counts one.
@@ -175,12 +300,11 @@ impl Metrics {
     }
 
     /// Counts how each cache took part in a decision.
-    pub fn record_cache(
-        &self,
-        host: &mut impl Host,
-        cache: CacheUse,
-        introspection: IntrospectionCacheUse,
-    ) {
+    pub fn record_cache(&self, host: &mut impl Host, lookups: Lookups) {
+        let Lookups {
+            cache,
+            introspection,
+        } = lookups;
         match cache {
             CacheUse::Hit => self.increment(host, Counter::CacheHit),
             CacheUse::Miss => self.increment(host, Counter::CacheMiss),
@@ -195,15 +319,23 @@ impl Metrics {
         self.increment(host, counter);
     }
 
-    /// The number of signing keys in use.
-    pub fn record_keys(&self, host: &mut impl Host, count: usize) {
-        let count = u64::try_from(count).unwrap_or(u64::MAX);
-        self.set(host, Gauge::KeysLoaded, count);
+    /// The number of signing keys `provider` has in use (and the total over providers).
+    pub fn record_keys(&mut self, host: &mut impl Host, provider: usize, count: usize) {
+        let gauge = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        if let (Some(slot), Some(metrics)) =
+            (self.keys.get_mut(provider), self.providers.get(provider))
+        {
+            *slot = count;
+            host.record_metric(metrics.keys_loaded, gauge(count));
+        }
+        let total = self.keys.iter().sum();
+        self.set(host, Gauge::KeysLoaded, gauge(total));
     }
 
     /// Gauges that describe the configuration.
     pub fn record_config(&self, host: &mut impl Host, config: &Config) {
-        self.set(host, Gauge::ExpCheckDisabled, u64::from(!config.verify_exp));
+        let exp_unchecked = config.providers.iter().any(|p| !p.verify_exp);
+        self.set(host, Gauge::ExpCheckDisabled, u64::from(exp_unchecked));
     }
 }
 

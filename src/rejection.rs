@@ -76,6 +76,10 @@ pub enum Rejection {
     WrongTokenType,
     /// A required scope is not granted (403).
     InsufficientScope,
+    /// The token's claims do not meet the rule's claim conditions (403).
+    ClaimConditions,
+    /// No rule of the policy covers the request (403).
+    NoRule,
     /// A claim to forward holds a value that cannot be a header value (control characters).
     UnforwardableClaim,
     /// No signing keys have been loaded yet: the gateway cannot judge any token.
@@ -163,6 +167,10 @@ pub enum DenyReason {
     TokenType,
     /// Scope missing.
     Scope,
+    /// Claim conditions not met.
+    Claims,
+    /// No rule covers the request.
+    NoRule,
     /// A claim that cannot be forwarded.
     ClaimValue,
     /// No keys loaded yet.
@@ -175,7 +183,7 @@ pub enum DenyReason {
 
 impl DenyReason {
     /// Every reason, in metric order.
-    pub const ALL: [DenyReason; 18] = [
+    pub const ALL: [DenyReason; 20] = [
         DenyReason::Missing,
         DenyReason::InvalidRequest,
         DenyReason::TooLarge,
@@ -190,6 +198,8 @@ impl DenyReason {
         DenyReason::Audience,
         DenyReason::TokenType,
         DenyReason::Scope,
+        DenyReason::Claims,
+        DenyReason::NoRule,
         DenyReason::ClaimValue,
         DenyReason::KeysUnavailable,
         DenyReason::Inactive,
@@ -213,6 +223,8 @@ impl DenyReason {
             DenyReason::Audience => "audience",
             DenyReason::TokenType => "token_type",
             DenyReason::Scope => "scope",
+            DenyReason::Claims => "claims",
+            DenyReason::NoRule => "no_rule",
             DenyReason::ClaimValue => "claim_value",
             DenyReason::KeysUnavailable => "keys_unavailable",
             DenyReason::Inactive => "inactive",
@@ -266,6 +278,8 @@ impl Rejection {
             Rejection::WrongAudience => DenyReason::Audience,
             Rejection::WrongTokenType => DenyReason::TokenType,
             Rejection::InsufficientScope => DenyReason::Scope,
+            Rejection::ClaimConditions => DenyReason::Claims,
+            Rejection::NoRule => DenyReason::NoRule,
             Rejection::UnforwardableClaim => DenyReason::ClaimValue,
             Rejection::KeysUnavailable => DenyReason::KeysUnavailable,
             Rejection::Inactive => DenyReason::Inactive,
@@ -280,6 +294,7 @@ impl Rejection {
             Some(ErrorCode::InsufficientScope) => 403,
             Some(ErrorCode::InvalidToken) | None => match self {
                 Rejection::KeysUnavailable | Rejection::IdpUnavailable(_) => 503,
+                Rejection::NoRule => 403,
                 _ => 401,
             },
         }
@@ -288,11 +303,14 @@ impl Rejection {
     /// The RFC 6750 `error` code, if the response has one.
     pub fn error_code(&self) -> Option<ErrorCode> {
         match self {
-            Rejection::MissingToken | Rejection::KeysUnavailable | Rejection::IdpUnavailable(_) => {
-                None
-            }
+            Rejection::MissingToken
+            | Rejection::KeysUnavailable
+            | Rejection::IdpUnavailable(_)
+            | Rejection::NoRule => None,
             Rejection::InvalidRequest(_) => Some(ErrorCode::InvalidRequest),
-            Rejection::InsufficientScope => Some(ErrorCode::InsufficientScope),
+            Rejection::InsufficientScope | Rejection::ClaimConditions => {
+                Some(ErrorCode::InsufficientScope)
+            }
             _ => Some(ErrorCode::InvalidToken),
         }
     }
@@ -337,6 +355,8 @@ impl Rejection {
             Rejection::WrongAudience => "The token audience is not accepted",
             Rejection::WrongTokenType => "The token is not an access token",
             Rejection::InsufficientScope => "The token lacks a required scope",
+            Rejection::ClaimConditions => "The token's claims do not grant access to this resource",
+            Rejection::NoRule => "No rule of the gateway's policy covers this request",
             Rejection::UnforwardableClaim => "A token claim cannot be forwarded",
             Rejection::KeysUnavailable => "Token signing keys are not available yet",
             Rejection::Inactive => "The token is not active",
@@ -389,7 +409,7 @@ pub fn deny_response(rejection: &Rejection, context: &ResponseContext<'_>) -> De
                 code.as_str(),
                 rejection.description()
             );
-            if code == ErrorCode::InsufficientScope && !context.required_scope.is_empty() {
+            if *rejection == Rejection::InsufficientScope && !context.required_scope.is_empty() {
                 challenge.push_str(&format!(", scope=\"{}\"", context.required_scope));
             }
             headers.push(("www-authenticate", challenge));
@@ -399,6 +419,8 @@ pub fn deny_response(rejection: &Rejection, context: &ResponseContext<'_>) -> De
             headers.push(("retry-after", context.retry_after_seconds.to_string()));
             json_body("temporarily_unavailable", rejection.description())
         }
+        // Not about the token: no challenge (RFC 6750 describes the token's problems only).
+        None if status == 403 => json_body("access_denied", rejection.description()),
         None => {
             headers.push((
                 "www-authenticate",
@@ -513,6 +535,13 @@ mod tests {
                 Some("invalid_token"),
                 "claim_value",
             ),
+            (
+                R::ClaimConditions,
+                403,
+                Some("insufficient_scope"),
+                "claims",
+            ),
+            (R::NoRule, 403, None, "no_rule"),
             (R::KeysUnavailable, 503, None, "keys_unavailable"),
             (R::Inactive, 401, Some("invalid_token"), "inactive"),
             (
@@ -538,6 +567,10 @@ mod tests {
                     assert!(challenge.contains("error_description=\""));
                 }
                 (None, 401) => assert_eq!(challenge, Some("Bearer realm=\"api\"")),
+                (None, 403) => {
+                    assert_eq!(challenge, None);
+                    assert_eq!(header(&response, "retry-after"), None);
+                }
                 (None, _) => {
                     assert_eq!(challenge, None);
                     assert_eq!(header(&response, "retry-after"), Some("7"));

@@ -9,11 +9,10 @@
 //! itself.
 
 use std::collections::HashMap;
-use std::rc::Rc;
 
+use crate::engine::{CallKey, InHand, Request};
 use crate::introspection::CallAnswer;
 use crate::metrics::Counter;
-use crate::token_source::HeaderList;
 
 use super::host::Host;
 use super::{Now, Worker};
@@ -24,12 +23,16 @@ pub const MAX_INTROSPECTION_BYTES: usize = 64 * 1024;
 /// A call the worker makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
-    /// The scheduled JWKS refresh.
-    PeriodicJwks,
-    /// A JWKS fetch for a token whose `kid` is unknown.
-    KidRefetch,
-    /// The introspection of this token.
-    Introspection(Rc<str>),
+    /// A provider's JWKS fetch: the scheduled refresh, or for a token whose `kid` it does not
+    /// know (`refetch`).
+    Jwks {
+        /// The provider.
+        provider: usize,
+        /// Triggered by an unknown `kid` (requests wait for it).
+        refetch: bool,
+    },
+    /// The introspection of a token at a provider.
+    Introspection(CallKey),
 }
 
 struct InFlight {
@@ -37,19 +40,26 @@ struct InFlight {
     started_ms: u64,
 }
 
-/// A paused request: its context and the headers it arrived with.
+/// A request being decided, and possibly paused: its context, what the worker read of it,
+/// and the introspection answers it has collected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiter {
     /// The request's context, where its step is carried out.
     pub context_id: u32,
-    /// The request headers the worker reads.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// The request as the engine reads it.
+    pub request: Request,
+    /// Answers of the introspections it waited for.
+    pub in_hand: Vec<InHand>,
 }
 
 impl Waiter {
-    /// The headers, as the engine takes them.
-    pub fn headers(&self) -> &HeaderList {
-        &self.headers
+    /// A request seen for the first time.
+    pub fn new(context_id: u32, request: Request) -> Waiter {
+        Waiter {
+            context_id,
+            request,
+            in_hand: Vec::new(),
+        }
     }
 }
 
@@ -60,8 +70,8 @@ pub struct Calls {
     wake_queue: Option<u32>,
     to_dispatch: Vec<Call>,
     in_flight: HashMap<u32, InFlight>,
-    /// Requests waiting for the `kid` refetch.
-    pub kid_waiters: Vec<Waiter>,
+    /// Requests waiting for a provider's `kid` refetch: (provider, waiter).
+    pub kid_waiters: Vec<(usize, Waiter)>,
 }
 
 impl Calls {
@@ -78,6 +88,13 @@ impl Calls {
         self.to_dispatch.contains(call) || self.in_flight.values().any(|f| f.call == *call)
     }
 
+    /// Whether a JWKS fetch of `provider`, of either kind, is queued or in flight.
+    pub fn fetching(&self, provider: usize) -> bool {
+        let fetches =
+            |call: &Call| matches!(call, Call::Jwks { provider: p, .. } if *p == provider);
+        self.to_dispatch.iter().any(fetches) || self.in_flight.values().any(|f| fetches(&f.call))
+    }
+
     /// Whether the call with this token was dispatched by this worker.
     pub fn owns(&self, token: u32) -> bool {
         self.in_flight.contains_key(&token)
@@ -86,7 +103,7 @@ impl Calls {
     /// The largest answer body worth reading for this call; `None` if the call is not ours.
     pub fn body_limit(&self, token: u32) -> Option<usize> {
         self.in_flight.get(&token).map(|f| match f.call {
-            Call::PeriodicJwks | Call::KidRefetch => crate::jwks::MAX_JWKS_BYTES,
+            Call::Jwks { .. } => crate::jwks::MAX_JWKS_BYTES,
             Call::Introspection(_) => MAX_INTROSPECTION_BYTES,
         })
     }
@@ -159,16 +176,21 @@ impl Worker {
         now: Now,
     ) -> Result<(), Call> {
         let spec = match &call {
-            Call::PeriodicJwks | Call::KidRefetch => self.remote.as_ref().map(|r| r.fetch_call()),
-            Call::Introspection(token) => self.engine.introspection_call(token),
+            Call::Jwks { provider, .. } => self
+                .remotes
+                .get(*provider)
+                .and_then(Option::as_ref)
+                .map(|remote| remote.fetch_call()),
+            Call::Introspection(key) => self.engine.introspection_call(key),
         };
         let Some(spec) = spec else {
             return Err(call);
         };
         match host.dispatch(&spec) {
             Ok(token) => {
-                if matches!(call, Call::Introspection(_)) {
-                    self.metrics.increment(host, Counter::IntrospectionCalls);
+                if let Call::Introspection(key) = &call {
+                    self.metrics
+                        .increment_for(host, Counter::IntrospectionCalls, key.provider);
                 }
                 self.calls.in_flight.insert(
                     token,

@@ -84,10 +84,10 @@ impl RemoteKeys {
 }
 
 impl Worker {
-    /// Installs the shared key set if it changed since this worker last looked. Returns whether
-    /// new keys were installed.
-    pub(super) fn sync_keys_from_shared(&mut self, host: &mut impl Host) -> bool {
-        let Some(remote) = self.remote.as_mut() else {
+    /// Installs `provider`'s shared key set if it changed since this worker last looked.
+    /// Returns whether new keys were installed.
+    pub(super) fn sync_keys_from_shared(&mut self, host: &mut impl Host, provider: usize) -> bool {
+        let Some(Some(remote)) = self.remotes.get_mut(provider) else {
             return false;
         };
         let Ok((Some(record), Some(cas))) = host.shared_get(&remote.keys_key) else {
@@ -100,9 +100,10 @@ impl Worker {
         let Some((_fetched_at, jwks)) = decode_key_record(&record) else {
             return false;
         };
-        match self.engine.install_keys(jwks) {
+        match self.engine.install_keys(provider, jwks) {
             Ok(_) => {
-                self.metrics.record_keys(host, self.engine.key_count());
+                let count = self.engine.key_count(provider);
+                self.metrics.record_keys(host, provider, count);
                 true
             }
             Err(err) => {
@@ -112,12 +113,17 @@ impl Worker {
         }
     }
 
-    /// Claims the periodic fetch if it is due and no other worker claimed it first.
-    pub(super) fn claim_periodic_fetch(&self, host: &mut impl Host, now: Now) -> bool {
-        let Some(remote) = self.remote.as_ref() else {
+    /// Claims `provider`'s periodic fetch if it is due and no other worker claimed it first.
+    pub(super) fn claim_periodic_fetch(
+        &self,
+        host: &mut impl Host,
+        provider: usize,
+        now: Now,
+    ) -> bool {
+        let Some(Some(remote)) = self.remotes.get(provider) else {
             return false;
         };
-        let have_keys = self.engine.key_count() > 0;
+        let have_keys = self.engine.key_count(provider) > 0;
         let schedule = remote.schedule;
         remote
             .update_state(host, |state| {
@@ -130,9 +136,15 @@ impl Worker {
             .is_some()
     }
 
-    /// For a token with an unknown `kid`: claims a refetch if the shared rate limit allows one.
-    pub(super) fn claim_kid_refetch(&self, host: &mut impl Host, now: Now) -> bool {
-        let Some(remote) = self.remote.as_ref() else {
+    /// For a token with an unknown `kid`: claims a refetch of `provider`'s keys if the shared
+    /// rate limit allows one.
+    pub(super) fn claim_kid_refetch(
+        &self,
+        host: &mut impl Host,
+        provider: usize,
+        now: Now,
+    ) -> bool {
+        let Some(Some(remote)) = self.remotes.get(provider) else {
             return false;
         };
         let schedule = remote.schedule;
@@ -145,14 +157,22 @@ impl Worker {
             allowed
         });
         if claimed.is_some() {
-            self.metrics.increment(host, Counter::JwksKidRefetch);
+            self.metrics
+                .increment_for(host, Counter::JwksKidRefetch, provider);
         }
         claimed.is_some()
     }
 
-    /// Handles the answer to a fetch: install and publish the keys, or keep the last good ones.
-    pub(super) fn finish_fetch(&mut self, host: &mut impl Host, response: &CallResponse, now: Now) {
-        let Some(remote) = self.remote.as_ref() else {
+    /// Handles the answer to a fetch of `provider`'s keys: install and publish them, or keep
+    /// the last good ones.
+    pub(super) fn finish_fetch(
+        &mut self,
+        host: &mut impl Host,
+        provider: usize,
+        response: &CallResponse,
+        now: Now,
+    ) {
+        let Some(Some(remote)) = self.remotes.get(provider) else {
             return;
         };
         let source = format!("{}{}", remote.spec.authority, remote.spec.path);
@@ -163,30 +183,32 @@ impl Worker {
                 log::warn!(
                     "tokengate: JWKS fetch from {source} failed ({status}); keeping the current keys"
                 );
-                self.record_fetch_failure(host, now);
+                self.record_fetch_failure(host, provider, now);
                 return;
             }
         };
-        match self.engine.install_keys(body) {
+        match self.engine.install_keys(provider, body) {
             Ok(skipped) => {
                 for skip in skipped {
                     log::info!("tokengate: JWKS from {source}: skipped {skip}");
                 }
-                self.publish_keys(host, now, body);
-                self.metrics.increment(host, Counter::JwksFetchSuccess);
-                self.metrics.record_keys(host, self.engine.key_count());
+                self.publish_keys(host, provider, now, body);
+                self.metrics
+                    .increment_for(host, Counter::JwksFetchSuccess, provider);
+                let count = self.engine.key_count(provider);
+                self.metrics.record_keys(host, provider, count);
             }
             Err(err) => {
                 log::warn!(
                     "tokengate: JWKS from {source} rejected: {err}; keeping the current keys"
                 );
-                self.record_fetch_failure(host, now);
+                self.record_fetch_failure(host, provider, now);
             }
         }
     }
 
-    fn publish_keys(&mut self, host: &mut impl Host, now: Now, jwks: &[u8]) {
-        let Some(remote) = self.remote.as_mut() else {
+    fn publish_keys(&mut self, host: &mut impl Host, provider: usize, now: Now, jwks: &[u8]) {
+        let Some(Some(remote)) = self.remotes.get_mut(provider) else {
             return;
         };
         let record = encode_key_record(now.millis, jwks);
@@ -203,9 +225,10 @@ impl Worker {
         });
     }
 
-    pub(super) fn record_fetch_failure(&mut self, host: &mut impl Host, now: Now) {
-        self.metrics.increment(host, Counter::JwksFetchFailure);
-        if let Some(remote) = self.remote.as_ref() {
+    pub(super) fn record_fetch_failure(&mut self, host: &mut impl Host, provider: usize, now: Now) {
+        self.metrics
+            .increment_for(host, Counter::JwksFetchFailure, provider);
+        if let Some(Some(remote)) = self.remotes.get(provider) {
             remote.update_state(host, |state| {
                 state.record_failure(now.millis);
                 true

@@ -17,12 +17,15 @@ pub mod fake;
 pub mod host;
 mod keys;
 
-use crate::coalesce::{Coalescer, Join};
-use crate::config;
-use crate::engine::{Admission, CacheUse, Decision, Engine, Evaluation, IntrospectionOutcome};
+use std::rc::Rc;
+
+use crate::config::{self, JwksSource};
+use crate::engine::{
+    Admission, CacheUse, Decision, Engine, Evaluation, InHand, IntrospectionOutcome, RequestNeeds,
+};
+use crate::introspection::coalesce::{Coalescer, Join};
 use crate::metrics::{Counter, Metrics};
 use crate::rejection::{DenyResponse, IdpFailure, Rejection, ResponseContext, deny_response};
-use crate::token_source::{self, NeededHeaders};
 
 pub use calls::{CallResponse, Waiter};
 pub use host::Host;
@@ -72,24 +75,15 @@ pub struct Resumption {
     pub step: Step,
 }
 
-/// The request header(s) the configuration reads: one value, or every entry of a header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenHeader {
-    /// The first (and, for these headers, only) value of this header.
-    One(String),
-    /// Every entry of this header, in order.
-    All(String),
-}
-
 /// Per-worker state of one plugin configuration.
 pub struct Worker {
     engine: Engine,
     metrics: Metrics,
-    remote: Option<RemoteKeys>,
-    required_scope: String,
-    token_header: TokenHeader,
+    /// Per provider: its fetched key set, if it has one.
+    remotes: Vec<Option<RemoteKeys>>,
     calls: calls::Calls,
-    introspection_waiters: Coalescer<Waiter>,
+    /// Per provider: requests waiting on an introspection of their token.
+    introspection_waiters: Vec<Coalescer<Rc<str>, Waiter>>,
 }
 
 impl Worker {
@@ -105,45 +99,54 @@ impl Worker {
         for warning in config.warnings() {
             log::warn!("tokengate: {warning}");
         }
-        let metrics =
-            Metrics::define(host).map_err(|err| format!("cannot define metrics: {err:?}"))?;
+        let mut metrics = Metrics::define(host, &config)
+            .map_err(|err| format!("cannot define metrics: {err:?}"))?;
         metrics.record_config(host, &config);
-        let remote = match &config.jwks {
-            Some(config::JwksSource::Remote(remote)) => Some(RemoteKeys::new(remote)),
-            _ => None,
-        };
-        let max_in_flight = config
-            .introspection
-            .as_ref()
-            .map_or(0, |introspection| introspection.max_in_flight);
-        let required_scope = config.required_scope_string();
-        let token_header = match token_source::needed_headers(&config.token_source) {
-            NeededHeaders::One(name) => TokenHeader::One(name.to_owned()),
-            NeededHeaders::All(name) => TokenHeader::All(name.to_owned()),
-        };
+        let remotes = config
+            .providers
+            .iter()
+            .map(|provider| match &provider.jwks {
+                Some(JwksSource::Remote(remote)) => Some(RemoteKeys::new(remote)),
+                _ => None,
+            })
+            .collect();
+        let introspection_waiters = config
+            .providers
+            .iter()
+            .map(|provider| {
+                Coalescer::new(
+                    provider
+                        .introspection
+                        .as_ref()
+                        .map_or(0, |introspection| introspection.max_in_flight),
+                )
+            })
+            .collect();
         let engine = Engine::new(config);
-        metrics.record_keys(host, engine.key_count());
+        for provider in 0..engine.config().providers.len() {
+            metrics.record_keys(host, provider, engine.key_count(provider));
+        }
         let mut worker = Worker {
             engine,
             metrics,
-            remote,
-            required_scope,
-            token_header,
+            remotes,
             calls: calls::Calls::new(wake_queue),
-            introspection_waiters: Coalescer::new(max_in_flight),
+            introspection_waiters,
         };
-        worker.sync_keys_from_shared(host);
+        for provider in 0..worker.remotes.len() {
+            worker.sync_keys_from_shared(host, provider);
+        }
         Ok(worker)
     }
 
     /// Whether the worker needs [`Worker::on_tick`] every [`TICK_MS`].
     pub fn wants_ticks(&self) -> bool {
-        self.remote.is_some()
+        self.remotes.iter().any(Option::is_some)
     }
 
-    /// Which request headers [`Worker::on_request`] needs to see.
-    pub fn token_header(&self) -> &TokenHeader {
-        &self.token_header
+    /// What the host must read from each request for [`Worker::on_request`].
+    pub fn needs(&self) -> &RequestNeeds {
+        self.engine.needs()
     }
 
     /// The decision engine of this worker.
@@ -153,17 +156,26 @@ impl Worker {
 
     /// Decides on a request (its needed headers in `waiter`).
     pub fn on_request(&mut self, host: &mut impl Host, waiter: Waiter, now: Now) -> Step {
-        self.decide(host, waiter, None, true, now)
+        self.decide(host, waiter, true, now)
     }
 
     /// The timer: pick up keys another worker published, and fetch when the schedule says so.
     pub fn on_tick(&mut self, host: &mut impl Host, now: Now) {
-        self.sync_keys_from_shared(host);
-        if self.calls.is_pending(&Call::PeriodicJwks) || !self.claim_periodic_fetch(host, now) {
-            return;
-        }
-        if self.dispatch(host, Call::PeriodicJwks, now).is_err() {
-            self.record_fetch_failure(host, now);
+        for provider in 0..self.remotes.len() {
+            if self.remotes[provider].is_none() {
+                continue;
+            }
+            self.sync_keys_from_shared(host, provider);
+            if self.calls.fetching(provider) || !self.claim_periodic_fetch(host, provider, now) {
+                continue;
+            }
+            let call = Call::Jwks {
+                provider,
+                refetch: false,
+            };
+            if self.dispatch(host, call, now).is_err() {
+                self.record_fetch_failure(host, provider, now);
+            }
         }
     }
 
@@ -205,7 +217,7 @@ impl Worker {
     /// Sets the forwarded claim headers and removes the token, as the admission says, in the
     /// host's effective context.
     pub fn apply_admission(&self, host: &mut impl Host, admission: &Admission) {
-        admission.for_each_update(self.engine.config(), |name, value| {
+        self.engine.for_each_update(admission, |name, value| {
             let result = match value {
                 Some(value) => host.set_header(name, value),
                 None => host.remove_header(name),
@@ -223,31 +235,45 @@ impl Worker {
         response: &CallResponse,
         now: Now,
     ) -> Vec<Resumption> {
-        let (waiters, outcome) = match call {
-            Call::PeriodicJwks => {
-                self.finish_fetch(host, response, now);
-                return Vec::new();
+        let waiters: Vec<Waiter> = match call {
+            Call::Jwks { provider, refetch } => {
+                self.finish_fetch(host, provider, response, now);
+                if !refetch {
+                    return Vec::new();
+                }
+                let (waiting, others) = std::mem::take(&mut self.calls.kid_waiters)
+                    .into_iter()
+                    .partition(|(p, _)| *p == provider);
+                self.calls.kid_waiters = others;
+                waiting.into_iter().map(|(_, waiter)| waiter).collect()
             }
-            Call::KidRefetch => {
-                self.finish_fetch(host, response, now);
-                (std::mem::take(&mut self.calls.kid_waiters), None)
-            }
-            Call::Introspection(token) => {
+            Call::Introspection(key) => {
                 let outcome =
                     self.engine
-                        .record_introspection(&token, response.answer(), now.seconds);
+                        .record_introspection(&key, response.answer(), now.seconds);
                 if let IntrospectionOutcome::Failed(failure) = &outcome {
                     self.metrics.record_idp_error(host, *failure);
                     log::warn!("tokengate: introspection failed ({})", failure.as_str());
                 }
-                (self.introspection_waiters.take(&token), Some(outcome))
+                let waiters = match self.introspection_waiters.get_mut(key.provider) {
+                    Some(coalescer) => coalescer.take(&key.token),
+                    None => Vec::new(),
+                };
+                let hand = InHand { key, outcome };
+                waiters
+                    .into_iter()
+                    .map(|mut waiter| {
+                        waiter.in_hand.push(hand.clone());
+                        waiter
+                    })
+                    .collect()
             }
         };
         waiters
             .into_iter()
             .map(|waiter| {
                 let context_id = waiter.context_id;
-                let step = self.decide(host, waiter, outcome.as_ref(), false, now);
+                let step = self.decide(host, waiter, false, now);
                 Resumption { context_id, step }
             })
             .collect()
@@ -255,57 +281,60 @@ impl Worker {
 
     /// Decides on a request: an admission, a refusal, or a wait on the call it needs (a key
     /// refetch for an unknown `kid`, an introspection).
-    fn decide(
-        &mut self,
-        host: &mut impl Host,
-        waiter: Waiter,
-        outcome: Option<&IntrospectionOutcome>,
-        may_refetch_keys: bool,
-        now: Now,
-    ) -> Step {
-        let evaluate = |engine: &mut Engine, waiter: &Waiter| match outcome {
-            None => engine.authenticate(waiter.headers(), now.seconds),
-            Some(outcome) => engine.resume(waiter.headers(), outcome, now.seconds),
+    fn decide(&mut self, host: &mut impl Host, waiter: Waiter, first_pass: bool, now: Now) -> Step {
+        let evaluate = |engine: &mut Engine, waiter: &Waiter| {
+            engine.resume(&waiter.request, &waiter.in_hand, now.seconds)
         };
         let mut evaluation: Evaluation = evaluate(&mut self.engine, &waiter);
         let key_problem = matches!(
             evaluation.decision,
             Decision::Deny(Rejection::UnknownKey | Rejection::KeysUnavailable)
         );
-        if key_problem && self.remote.is_some() {
+        if let (true, Some(provider)) = (key_problem, evaluation.provider)
+            && self.remotes.get(provider).is_some_and(Option::is_some)
+        {
             // Another worker may already have fetched newer keys into shared data.
-            if self.sync_keys_from_shared(host) {
+            if self.sync_keys_from_shared(host, provider) {
                 evaluation = evaluate(&mut self.engine, &waiter);
             }
-            if may_refetch_keys && evaluation.decision == Decision::Deny(Rejection::UnknownKey) {
-                let already = self.calls.is_pending(&Call::KidRefetch);
-                if already || self.claim_kid_refetch(host, now) {
-                    if !already && !self.start_call(host, Call::KidRefetch, now) {
+            if first_pass && evaluation.decision == Decision::Deny(Rejection::UnknownKey) {
+                let refetch = Call::Jwks {
+                    provider,
+                    refetch: true,
+                };
+                let already = self.calls.is_pending(&refetch);
+                if already || self.claim_kid_refetch(host, provider, now) {
+                    if !already && !self.start_call(host, refetch, now) {
                         // Nothing will answer: decide without new keys.
-                        self.record_fetch_failure(host, now);
+                        self.record_fetch_failure(host, provider, now);
                         return self.settle(host, evaluation);
                     }
-                    self.calls.kid_waiters.push(waiter);
+                    self.calls.kid_waiters.push((provider, waiter));
                     return Step::Wait;
                 }
             }
         }
-        if let Decision::Introspect(token) = &evaluation.decision {
+        if let Decision::Introspect(key) = &evaluation.decision {
             // The resumed evaluation finds the verdict in hand, not in a cache: count lookups
             // here.
-            self.metrics
-                .record_cache(host, evaluation.cache, evaluation.introspection_cache);
-            let token = token.clone();
-            return match self.introspection_waiters.join(&token, waiter) {
+            self.metrics.record_cache(host, evaluation.lookups);
+            let key = key.clone();
+            let Some(waiters) = self.introspection_waiters.get_mut(key.provider) else {
+                let failed = Rejection::IdpUnavailable(IdpFailure::Unreachable);
+                return Step::Reply(self.refusal(host, &failed, &evaluation));
+            };
+            return match waiters.join(Rc::clone(&key.token), waiter) {
                 Join::First => {
-                    if self.start_call(host, Call::Introspection(token.clone()), now) {
+                    if self.start_call(host, Call::Introspection(key.clone()), now) {
                         Step::Wait
                     } else {
                         // The call could not start: this request was its only waiter.
-                        self.introspection_waiters.take(&token);
+                        if let Some(waiters) = self.introspection_waiters.get_mut(key.provider) {
+                            waiters.take(&key.token);
+                        }
                         self.metrics.record_idp_error(host, IdpFailure::Unreachable);
                         let failed = Rejection::IdpUnavailable(IdpFailure::Unreachable);
-                        Step::Reply(self.refusal(host, &failed))
+                        Step::Reply(self.refusal(host, &failed, &evaluation))
                     }
                 }
                 Join::Joined => {
@@ -316,44 +345,57 @@ impl Worker {
                 Join::Full => {
                     self.metrics.record_idp_error(host, IdpFailure::Overloaded);
                     let overloaded = Rejection::IdpUnavailable(IdpFailure::Overloaded);
-                    Step::Reply(self.refusal(host, &overloaded))
+                    Step::Reply(self.refusal(host, &overloaded, &evaluation))
                 }
             };
         }
-        if outcome.is_some() {
+        if !waiter.in_hand.is_empty() {
             // The first pass of this request already counted its local cache lookup.
-            evaluation.cache = CacheUse::NotUsed;
+            evaluation.lookups.cache = CacheUse::NotUsed;
         }
         self.settle(host, evaluation)
     }
 
     /// Turns a final evaluation into a step, recording its metrics.
     fn settle(&mut self, host: &mut impl Host, evaluation: Evaluation) -> Step {
-        self.metrics
-            .record_cache(host, evaluation.cache, evaluation.introspection_cache);
-        match evaluation.decision {
+        self.metrics.record_cache(host, evaluation.lookups);
+        match &evaluation.decision {
             Decision::Allow(admission) => {
-                self.metrics.increment(host, Counter::Allowed);
+                self.metrics
+                    .record_allowed(host, evaluation.rule, evaluation.provider);
                 if admission.is_degraded() {
                     self.metrics.increment(host, Counter::AllowedDegraded);
                 }
-                Step::Forward(admission)
+                match evaluation.decision {
+                    Decision::Allow(admission) => Step::Forward(admission),
+                    _ => Step::Wait,
+                }
             }
-            Decision::Deny(rejection) => Step::Reply(self.refusal(host, &rejection)),
+            Decision::Deny(rejection) => Step::Reply(self.refusal(host, rejection, &evaluation)),
             // Introspection is handled by the caller before settling.
             Decision::Introspect(_) => Step::Wait,
         }
     }
 
-    fn refusal(&self, host: &mut impl Host, rejection: &Rejection) -> DenyResponse {
-        self.metrics.record_denied(host, rejection.reason());
+    fn refusal(
+        &self,
+        host: &mut impl Host,
+        rejection: &Rejection,
+        evaluation: &Evaluation,
+    ) -> DenyResponse {
+        self.metrics.record_refused(
+            host,
+            rejection.reason(),
+            evaluation.rule,
+            evaluation.provider,
+        );
         log::debug!("tokengate: denied: {rejection}");
         let config = self.engine.config();
         deny_response(
             rejection,
             &ResponseContext {
                 realm: &config.realm,
-                required_scope: &self.required_scope,
+                required_scope: self.engine.scope_string(evaluation.rule),
                 retry_after_seconds: config.retry_after_seconds,
             },
         )

@@ -35,6 +35,7 @@ fn remote_config(extra: Value) -> Vec<u8> {
 fn introspect_config() -> Vec<u8> {
     json!({
         "mode": "introspect",
+        "opaque": true,
         "issuer": ISSUER,
         "audiences": ["api"],
         "introspection": {
@@ -60,13 +61,11 @@ fn token(kid: &str) -> String {
 }
 
 fn request(context_id: u32, token: &str) -> Waiter {
-    Waiter {
-        context_id,
-        headers: vec![(
-            "authorization".to_owned(),
-            format!("Bearer {token}").into_bytes(),
-        )],
-    }
+    let headers = vec![(
+        "authorization".to_owned(),
+        format!("Bearer {token}").into_bytes(),
+    )];
+    Waiter::new(context_id, crate::engine::Request::with_headers(headers))
 }
 
 fn ok(body: Vec<u8>) -> CallResponse {
@@ -182,7 +181,7 @@ fn one_fetch_serves_every_worker_through_shared_data() {
     // The second worker installs the published keys on its next tick, without a call.
     second.on_tick(&mut second_host, later(NOW, 250));
     assert!(second_host.take_calls().is_empty());
-    assert_eq!(second.engine().key_count(), 1);
+    assert_eq!(second.engine().key_count(0), 1);
     let step = second.on_request(&mut second_host, request(2, &token("k1")), NOW);
     assert_eq!(status_of(&step), 200);
 }
@@ -201,7 +200,7 @@ fn a_failed_refresh_keeps_the_last_keys_and_backs_off() {
     };
     worker.on_call_response(&mut host, call, &failed, due);
     assert_eq!(host.metric("tokengate.jwks.fetch_failure"), 1);
-    assert_eq!(worker.engine().key_count(), 1);
+    assert_eq!(worker.engine().key_count(0), 1);
     assert_eq!(
         status_of(&worker.on_request(&mut host, request(1, &token("k1")), due)),
         200

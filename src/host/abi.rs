@@ -195,6 +195,12 @@ unsafe extern "C" {
         return_token: *mut u32,
     ) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
     fn proxy_define_metric(
         metric_type: u32,
         name_data: *const u8,
@@ -439,6 +445,22 @@ pub fn dispatch_http_call(
         )
     })?;
     Ok(token)
+}
+
+/// A host property (e.g. Envoy's `route_name`), `None` if the host has none. The path's
+/// segments are sent NUL-separated, as the ABI defines.
+pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
+    let encoded = path.join("\0");
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: valid path bytes; the host writes a pointer and a size through valid pointers.
+    let status =
+        unsafe { proxy_get_property(encoded.as_ptr(), encoded.len(), &mut data, &mut size) };
+    match Status::from_raw(status) {
+        // SAFETY: on success the host returned a block from proxy_on_memory_allocate, or null.
+        Status::Ok => Ok(unsafe { take_returned(data, size) }),
+        Status::NotFound => Ok(None),
+        other => Err(other),
+    }
 }
 
 pub fn set_effective_context(context_id: u32) -> Result<(), Status> {

@@ -23,10 +23,10 @@ use std::rc::Rc;
 
 use abi::{Action, BufferType, LogLevel, MapType, MetricType, Status};
 
+use crate::engine::{HeaderRead, Request, RequestNeeds};
 use crate::filter::host::{Host, HostError, MetricKind, SharedValue};
 use crate::filter::{
-    CallResponse, Now, Resumption, Step, TICK_MS, TokenHeader, Waiter, Worker,
-    unconfigured_response,
+    CallResponse, Now, Resumption, Step, TICK_MS, Waiter, Worker, unconfigured_response,
 };
 use crate::introspection::HttpCall;
 use crate::rejection::DenyResponse;
@@ -335,19 +335,15 @@ pub extern "C" fn proxy_on_request_headers(
     let Ok(mut guard) = worker.try_borrow_mut() else {
         return reply_now(&unconfigured_response());
     };
-    let headers = match read_token_headers(guard.token_header()) {
-        Ok(headers) => headers,
+    let request = match read_request(guard.needs()) {
+        Ok(request) => request,
         Err(status) => {
             log::warn!("tokengate: cannot read request headers: {status:?}");
             drop(guard);
             return reply_now(&unconfigured_response());
         }
     };
-    let waiter = Waiter {
-        context_id,
-        headers,
-    };
-    match guard.on_request(&mut ProxyWasm, waiter, now()) {
+    match guard.on_request(&mut ProxyWasm, Waiter::new(context_id, request), now()) {
         Step::Forward(admission) => {
             guard.apply_admission(&mut ProxyWasm, &admission);
             Action::Continue as u32
@@ -401,18 +397,32 @@ fn carry_out(worker: &SharedWorker, resumptions: Vec<Resumption>, home: u32) {
     let _ = abi::set_effective_context(home);
 }
 
-/// The request header(s) the worker needs, as the engine takes them.
-fn read_token_headers(wanted: &TokenHeader) -> Result<Vec<(String, Vec<u8>)>, Status> {
-    match wanted {
-        TokenHeader::One(name) => Ok(abi::get_map_value(MapType::HttpRequestHeaders, name)?
-            .map(|value| vec![(name.clone(), value)])
-            .unwrap_or_default()),
-        TokenHeader::All(name) => {
-            let mut pairs = abi::get_map_pairs(MapType::HttpRequestHeaders)?;
-            pairs.retain(|(header, _)| header == name);
-            Ok(pairs)
+/// What the worker needs of the request: one host call per single-valued header, one for all
+/// the headers whose every entry counts, and the route name when a rule matches on it.
+fn read_request(needs: &RequestNeeds) -> Result<Request, Status> {
+    let mut headers = Vec::new();
+    let mut every_entry: Vec<&str> = Vec::new();
+    for read in &needs.headers {
+        match read {
+            HeaderRead::One(name) => {
+                if let Some(value) = abi::get_map_value(MapType::HttpRequestHeaders, name)? {
+                    headers.push((name.clone(), value));
+                }
+            }
+            HeaderRead::All(name) => every_entry.push(name),
         }
     }
+    if !every_entry.is_empty() {
+        let mut pairs = abi::get_map_pairs(MapType::HttpRequestHeaders)?;
+        pairs.retain(|(header, _)| every_entry.contains(&header.as_str()));
+        headers.extend(pairs);
+    }
+    let route = if needs.route {
+        abi::get_property(&["route_name"])?
+    } else {
+        None
+    };
+    Ok(Request { headers, route })
 }
 
 fn read_call_response(body_size: usize, limit: usize) -> CallResponse {

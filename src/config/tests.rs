@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::algorithm::Algorithm;
 use crate::testkit::{TestKey, jwks};
 
 fn minimal() -> Value {
@@ -23,13 +24,12 @@ fn introspection() -> Value {
 
 #[test]
 fn introspection_modes() {
-    let introspect = parse_value(&with(|c| {
+    let introspect = single(&with(|c| {
         c["mode"] = json!("introspect");
         c.as_object_mut().unwrap().remove("jwks");
         c["introspection"] = introspection();
         c["on_idp_error"] = json!("allow");
-    }))
-    .unwrap();
+    }));
     assert_eq!(introspect.mode, Mode::Introspect);
     assert!(introspect.jwks.is_none());
     let settings = introspect.introspection.as_ref().unwrap();
@@ -50,11 +50,10 @@ fn introspection_modes() {
             .any(|w| w.contains("on_idp_error"))
     );
 
-    let hybrid = parse_value(&with(|c| {
+    let hybrid = single(&with(|c| {
         c["mode"] = json!("hybrid");
         c["introspection"] = introspection();
-    }))
-    .unwrap();
+    }));
     assert_eq!(hybrid.mode, Mode::Hybrid);
     assert!(hybrid.jwks.is_some() && hybrid.introspection.is_some());
     assert_eq!(hybrid.on_idp_error, OnIdpError::Deny);
@@ -70,9 +69,25 @@ fn parse_value(value: &Value) -> Result<Config, ConfigError> {
     parse(value.to_string().as_bytes())
 }
 
+/// The one provider of a single-issuer configuration.
+fn single(value: &Value) -> Provider {
+    let mut config = parse_value(value).unwrap();
+    assert_eq!(config.providers.len(), 1);
+    config.providers.remove(0)
+}
+
 #[test]
 fn defaults() {
-    let config = parse_value(&minimal()).unwrap();
+    let whole = parse_value(&minimal()).unwrap();
+    assert_eq!(whole.realm, "tokengate");
+    assert_eq!(whole.retry_after_seconds, 5);
+    assert!(whole.warnings().is_empty());
+    let rule = &whole.policy.rules[0];
+    assert_eq!(whole.policy.rules.len(), 1);
+    assert_eq!(rule.name.as_str(), "default");
+    assert!(rule.matcher.is_catch_all() && rule.scopes.is_empty());
+    let config = single(&minimal());
+    assert_eq!(config.name.as_str(), "default");
     assert_eq!(config.mode, Mode::Jwt);
     assert_eq!(
         config.algorithms.iter().collect::<Vec<_>>(),
@@ -80,14 +95,12 @@ fn defaults() {
     );
     assert_eq!(config.clock_skew_seconds, 30);
     assert_eq!(config.max_token_bytes, 8192);
-    assert_eq!(config.realm, "tokengate");
     assert!(config.verify_exp && config.verify_nbf);
     assert_eq!(config.token_types, vec!["Bearer"]);
-    assert!(config.required_scopes.is_empty());
+    assert!(!config.opaque);
     assert_eq!(config.token_source, TokenSource::default());
     assert_eq!(config.forward, Forwarding::default());
-    assert_eq!(config.cache_max_entries, DEFAULT_CACHE_ENTRIES);
-    assert_eq!(config.retry_after_seconds, 5);
+    assert_eq!(config.cache_max_entries, DEFAULT_CACHE_ENTRIES as usize);
     let Some(JwksSource::Remote(remote)) = &config.jwks else {
         panic!("remote expected");
     };
@@ -97,7 +110,7 @@ fn defaults() {
 
 #[test]
 fn full_configuration() {
-    let config = parse_value(&json!({
+    let value = json!({
         "mode": "jwt",
         "issuer": "https://idp.example/realms/r",
         "audiences": "api",
@@ -115,8 +128,15 @@ fn full_configuration() {
         ]},
         "cache": {"max_entries": 0},
         "retry_after_seconds": 30
-    }))
-    .unwrap();
+    });
+    let whole = parse_value(&value).unwrap();
+    assert_eq!(
+        (whole.realm.as_str(), whole.retry_after_seconds),
+        ("orders", 30)
+    );
+    assert_eq!(whole.policy.rules[0].scopes, vec!["orders:read"]);
+    assert_eq!(whole.policy.rules[0].scope_string, "orders:read");
+    let config = single(&value);
     assert_eq!(config.audiences, vec!["api"]);
     assert!(!config.verify_exp);
     assert_eq!(
@@ -128,8 +148,8 @@ fn full_configuration() {
     );
     assert_eq!(config.forward.claims_to_headers[0].header, "x-roles");
     assert_eq!(
-        config.forward.claims_to_headers[0].claim_path,
-        vec!["realm_access", "roles"]
+        config.forward.claims_to_headers[0].claim.segments(),
+        ["realm_access", "roles"]
     );
     assert!(matches!(&config.jwks, Some(JwksSource::Inline(keys)) if keys.len() == 1));
     assert_eq!(config.warnings().len(), 1);

@@ -4,7 +4,7 @@ use base64ct::{Base64UrlUnpadded, Encoding};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::config;
+use crate::config::{self, Config};
 use crate::rejection::{MalformedToken as M, Rejection as R};
 use crate::testkit::{TestKey, TokenSpec, b64url, jwks, sign_raw, tamper_signature};
 
@@ -41,7 +41,7 @@ fn config_with(overrides: Value) -> Config {
 }
 
 fn keys_of(config: &Config) -> KeySet {
-    match &config.jwks {
+    match &config.providers[0].jwks {
         Some(crate::config::JwksSource::Inline(keys)) => keys.clone(),
         _ => KeySet::default(),
     }
@@ -52,7 +52,27 @@ fn rs256() -> TokenSpec {
 }
 
 fn check(config: &Config, token: &str) -> Result<Verified, Rejection> {
-    validate(config, &keys_of(config), token, NOW)
+    let catalog = &config.policy.catalogs[0];
+    validate(&config.providers[0], &keys_of(config), catalog, token, NOW)
+}
+
+/// Validation, then the single-issuer rule's scopes.
+fn check_rule(config: &Config, token: &str) -> Result<Verified, Rejection> {
+    let verified = check(config, token)?;
+    config.policy.rules[0].demands[0].check(verified.facts)?;
+    Ok(verified)
+}
+
+fn without_keys(config: &Config, token: &str) -> Result<(), Rejection> {
+    let catalog = &config.policy.catalogs[0];
+    validate(
+        &config.providers[0],
+        &KeySet::default(),
+        catalog,
+        token,
+        NOW,
+    )
+    .map(|_| ())
 }
 
 /// Header and payload as raw JSON text, signed correctly with the RSA key.
@@ -553,12 +573,15 @@ fn scopes_from_scope_and_scp() {
         if let Some(scp) = scp.clone() {
             spec = spec.claim("scp", scp);
         }
-        let actual = check(&config, &spec.sign(TestKey::rsa_a())).map(|_| ());
+        let actual = check_rule(&config, &spec.sign(TestKey::rsa_a())).map(|_| ());
         assert_eq!(actual, expected, "scope={scope} scp={scp:?}");
     }
     // A forged token never earns a 403: the signature is checked first.
     let forged = tamper_signature(&rs256().claim("scope", "none").sign(TestKey::rsa_a()));
-    assert_eq!(check(&config, &forged).map(|_| ()), Err(R::BadSignature));
+    assert_eq!(
+        check_rule(&config, &forged).map(|_| ()),
+        Err(R::BadSignature)
+    );
 }
 
 #[test]
@@ -595,19 +618,13 @@ fn no_keys_yet_means_unavailable_but_garbage_is_still_rejected() {
         "cluster": "idp", "authority": "idp", "path": "/certs"
     }}}));
     let valid = rs256().sign(TestKey::rsa_a());
+    assert_eq!(without_keys(&config, &valid), Err(R::KeysUnavailable));
     assert_eq!(
-        validate(&config, &KeySet::default(), &valid, NOW).map(|_| ()),
-        Err(R::KeysUnavailable)
-    );
-    assert_eq!(
-        validate(&config, &KeySet::default(), "garbage", NOW).map(|_| ()),
+        without_keys(&config, "garbage"),
         Err(R::Malformed(M::Structure))
     );
     let expired = rs256().claim("exp", NOW - 3600).sign(TestKey::rsa_a());
-    assert_eq!(
-        validate(&config, &KeySet::default(), &expired, NOW).map(|_| ()),
-        Err(R::Expired)
-    );
+    assert_eq!(without_keys(&config, &expired), Err(R::Expired));
 }
 
 #[test]

@@ -1,8 +1,8 @@
-//! Requests waiting for the same answer: one introspection call per token per worker, however
-//! many requests carry that token while the call is open.
+//! Requests waiting for the same answer: one introspection call per (provider, token) per
+//! worker, however many requests carry that token while the call is open.
 
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::hash::Hash;
 
 use foldhash::fast::RandomState;
 
@@ -18,12 +18,12 @@ pub enum Join {
 }
 
 /// Waiters grouped by the key of the call they wait on.
-pub struct Coalescer<W> {
-    waiting: HashMap<Rc<str>, Vec<W>, RandomState>,
+pub struct Coalescer<K, W> {
+    waiting: HashMap<K, Vec<W>, RandomState>,
     max_keys: usize,
 }
 
-impl<W> Coalescer<W> {
+impl<K: Hash + Eq, W> Coalescer<K, W> {
     /// At most `max_keys` distinct keys may be waited on at once.
     pub fn new(max_keys: usize) -> Self {
         Coalescer {
@@ -33,20 +33,20 @@ impl<W> Coalescer<W> {
     }
 
     /// Adds a waiter for `key`; the answer says whether the caller must start the call.
-    pub fn join(&mut self, key: &str, waiter: W) -> Join {
-        if let Some(waiters) = self.waiting.get_mut(key) {
+    pub fn join(&mut self, key: K, waiter: W) -> Join {
+        if let Some(waiters) = self.waiting.get_mut(&key) {
             waiters.push(waiter);
             return Join::Joined;
         }
         if self.waiting.len() >= self.max_keys {
             return Join::Full;
         }
-        self.waiting.insert(Rc::from(key), vec![waiter]);
+        self.waiting.insert(key, vec![waiter]);
         Join::First
     }
 
     /// Everyone waiting on `key`, in arrival order; the key is free again afterwards.
-    pub fn take(&mut self, key: &str) -> Vec<W> {
+    pub fn take(&mut self, key: &K) -> Vec<W> {
         self.waiting.remove(key).unwrap_or_default()
     }
 
@@ -72,8 +72,8 @@ mod tests {
             Join::Joined,
             "joining is never refused"
         );
-        assert_eq!(coalescer.take("a"), vec![1, 2]);
-        assert_eq!(coalescer.take("a"), Vec::<i32>::new());
+        assert_eq!(coalescer.take(&"a"), vec![1, 2]);
+        assert_eq!(coalescer.take(&"a"), Vec::<i32>::new());
         assert_eq!(coalescer.join("c", 6), Join::First);
         assert_eq!(coalescer.open(), 2);
     }

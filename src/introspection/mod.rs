@@ -1,14 +1,16 @@
-//! RFC 7662 token introspection: the call the gateway makes and how it judges the answer.
+//! RFC 7662 token introspection: the call the gateway makes and how it judges the answer;
+//! requests that wait for the same answer ([`coalesce`]).
+
+pub mod coalesce;
 
 use base64ct::{Base64, Encoding};
 use serde_json::{Map, Value};
 
-use crate::claims::{
-    ClaimView, check_audience, check_issuer, check_scopes, check_token_type, forwarded_values,
-};
-use crate::config::{Config, Introspection};
+use crate::config::{Introspection, Provider};
+use crate::jwt::Verified;
+use crate::jwt::claims::{ClaimView, check_audience, check_issuer, check_token_type};
+use crate::policy::facts::FactCatalog;
 use crate::rejection::{IdpFailure, Rejection};
-use crate::validate::Verified;
 
 /// An HTTP call for the host to make (`dispatch_http_call`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +39,7 @@ pub struct CallAnswer<'a> {
 pub enum Judgement {
     /// `active: true` and every check passed: the claims to forward.
     Active(Verified),
-    /// `active: false`, or active but failing a check (issuer, audience, expiry, scope, ...).
+    /// `active: false`, or active but failing a check (issuer, audience, expiry, ...).
     Refused(Rejection),
 }
 
@@ -71,11 +73,18 @@ pub fn request(introspection: &Introspection, token: &str) -> HttpCall {
     }
 }
 
-/// Judges an introspection answer at time `now` (Unix seconds).
+/// Judges an introspection answer for `provider` at time `now` (Unix seconds); `catalog`
+/// says which scopes and conditions the rules ask of its tokens.
 ///
-/// Only `active` is required by RFC 7662; `exp`, `nbf`, `iss`, `aud`, `typ` and `scope` are
-/// checked as for a JWT when the IdP includes them.
-pub fn judge(config: &Config, answer: CallAnswer<'_>, now: i64) -> Result<Judgement, IdpFailure> {
+/// Only `active` is required by RFC 7662; `exp`, `nbf`, `iss`, `aud` and `typ` are checked as
+/// for a JWT when the IdP includes them, and the rules' scopes and conditions read the answer's
+/// claims.
+pub fn judge(
+    provider: &Provider,
+    catalog: &FactCatalog,
+    answer: CallAnswer<'_>,
+    now: i64,
+) -> Result<Judgement, IdpFailure> {
     match answer.status {
         Some(200) => {}
         // Envoy answers a call it could not complete itself: 504 on timeout, 503 when the
@@ -103,14 +112,15 @@ pub fn judge(config: &Config, answer: CallAnswer<'_>, now: i64) -> Result<Judgem
         nbf: time("nbf")?,
         iat: time("iat")?,
     };
-    Ok(match check_active_claims(config, &view, now) {
+    Ok(match check_active_claims(provider, catalog, &view, now) {
         Ok(verified) => Judgement::Active(verified),
         Err(rejection) => Judgement::Refused(rejection),
     })
 }
 
 fn check_active_claims(
-    config: &Config,
+    config: &Provider,
+    catalog: &FactCatalog,
     view: &ClaimView<'_>,
     now: i64,
 ) -> Result<Verified, Rejection> {
@@ -131,11 +141,7 @@ fn check_active_claims(
     if config.verify_nbf && view.nbf.is_some_and(|nbf| now < nbf.saturating_sub(skew)) {
         return Err(Rejection::NotYetValid);
     }
-    check_scopes(config, claims)?;
-    Ok(Verified {
-        expires_at: view.exp,
-        forwarded: forwarded_values(config, view)?,
-    })
+    Verified::from_claims(config, catalog, view)
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
@@ -158,7 +164,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::config;
+    use crate::config::{self, Config};
 
     const NOW: i64 = 1_750_000_000;
 
@@ -198,7 +204,8 @@ mod tests {
     ) -> Result<Judgement, IdpFailure> {
         let body = body.to_string();
         judge(
-            config,
+            &config.providers[0],
+            &config.policy.catalogs[0],
             CallAnswer {
                 status,
                 body: body.as_bytes(),
@@ -210,7 +217,10 @@ mod tests {
     #[test]
     fn the_request_is_a_form_post_with_basic_auth() {
         let config = config_with(json!({}));
-        let call = request(config.introspection.as_ref().unwrap(), "a.b+c/d=");
+        let call = request(
+            config.providers[0].introspection.as_ref().unwrap(),
+            "a.b+c/d=",
+        );
         assert_eq!(call.cluster, "idp");
         assert_eq!(
             call.body,
@@ -321,11 +331,12 @@ mod tests {
                 with(&|v| v["typ"] = json!("ID")),
                 Ok(Some(Rejection::WrongTokenType)),
             ),
+            // Scopes are the rule's to check (the answer's facts say which are granted).
             (
                 "missing scope",
                 Some(200),
                 with(&|v| v["scope"] = json!("openid")),
-                Ok(Some(Rejection::InsufficientScope)),
+                Ok(None),
             ),
             (
                 "minimal active",
@@ -376,7 +387,8 @@ mod tests {
         let body = b"not json";
         assert_eq!(
             judge(
-                &config,
+                &config.providers[0],
+                &config.policy.catalogs[0],
                 CallAnswer {
                     status: Some(200),
                     body
@@ -394,6 +406,11 @@ mod tests {
             panic!("expected active");
         };
         assert_eq!(verified.expires_at, Some(NOW + 60));
+        assert_eq!(
+            verified.facts, 1,
+            "the rule's one scope, `email`, is granted"
+        );
+        assert_eq!(verified.subject.as_deref(), Some("alice"));
         assert_eq!(
             verified.forwarded,
             vec![Some("alice".to_owned()), Some((NOW + 60).to_string())]

@@ -1,0 +1,299 @@
+//! Local JWT validation: the rules of RFC 7519 / 8725 / 9068 on top of jwt-compact.
+//!
+//! Checks run cheapest first: size, structure, header, claims (`iss`, `aud`, `typ`, time),
+//! key lookup, and only then the signature, so garbage never costs a signature verification.
+//! The facts rules authorize with (scopes, claim conditions) and the forwarded values are
+//! computed after the signature: a 403 or a forwarded value only ever comes from an authentic
+//! token.
+
+use std::cell::OnceCell;
+
+use jwt_compact::{Claims, ParseError, TimeOptions, UntrustedToken, ValidationError};
+use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde_json::{Map, Value};
+
+use crate::algorithm::Algorithm;
+use crate::config::Provider;
+use crate::jwks::{KeyLookup, KeySet};
+use crate::policy::facts::{FactCatalog, Facts};
+use crate::rejection::{MalformedToken, Rejection};
+
+use super::claims::{ClaimView, check_audience, check_issuer, check_token_type, forwarded_values};
+
+/// What a verified token leaves behind: enough to admit it again from the cache, for any
+/// rule, without reading its claims again.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Verified {
+    /// `exp` in Unix seconds, if the token has one.
+    pub expires_at: Option<i64>,
+    /// Values for `forward.claims_to_headers`, in configuration order; `None` = claim absent.
+    pub forwarded: Vec<Option<String>>,
+    /// Which of the scopes and conditions the rules ask of this provider the token meets.
+    pub facts: Facts,
+    /// `sub`, if a string.
+    pub subject: Option<Box<str>>,
+    /// `sid` (the IdP's session), if a string.
+    pub session: Option<Box<str>>,
+    /// `iat`, Unix seconds.
+    pub issued_at: Option<i64>,
+}
+
+impl Verified {
+    /// What an authentic token's claims (or an active introspection answer's) leave behind.
+    pub fn from_claims(
+        provider: &Provider,
+        catalog: &FactCatalog,
+        view: &ClaimView<'_>,
+    ) -> Result<Verified, Rejection> {
+        let string = |name: &str| match view.claims.get(name) {
+            Some(Value::String(s)) => Some(Box::from(s.as_str())),
+            _ => None,
+        };
+        Ok(Verified {
+            expires_at: view.exp,
+            forwarded: forwarded_values(provider, view)?,
+            facts: catalog.evaluate(view.claims)?,
+            subject: string("sub"),
+            session: string("sid"),
+            issued_at: view.iat,
+        })
+    }
+}
+
+/// Header fields jwt-compact does not model but the validator must see.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HeaderExtensions {
+    crit: Option<IgnoredAny>,
+    b64: Option<Value>,
+}
+
+/// The claims object; duplicate names are refused (RFC 7515 §5.2 lets parsers reject them,
+/// and "last one wins" would let two parties read different claims from one token).
+#[derive(Debug, Default, Clone)]
+pub struct ClaimSet(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for ClaimSet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ClaimSetVisitor;
+        impl<'de> Visitor<'de> for ClaimSetVisitor {
+            type Value = ClaimSet;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object of claims")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<ClaimSet, A::Error> {
+                let mut map = Map::new();
+                while let Some((name, value)) = access.next_entry::<String, Value>()? {
+                    if map.contains_key(&name) {
+                        return Err(de::Error::custom("duplicate claim"));
+                    }
+                    map.insert(name, value);
+                }
+                Ok(ClaimSet(map))
+            }
+        }
+        deserializer.deserialize_map(ClaimSetVisitor)
+    }
+}
+
+/// A token that passed the structural checks: size, three canonical base64url segments, a
+/// JOSE header without `crit` or `b64: false`. Its claims are parsed on first use and kept,
+/// so choosing a provider by the unverified `iss` and validating with it parse once.
+pub struct Parsed<'t> {
+    token: &'t str,
+    untrusted: UntrustedToken<'t, HeaderExtensions>,
+    claims: OnceCell<Result<Claims<ClaimSet>, Rejection>>,
+}
+
+impl<'t> Parsed<'t> {
+    /// The structural checks, with `max_token_bytes` as the size limit.
+    pub fn new(token: &'t str, max_token_bytes: usize) -> Result<Parsed<'t>, Rejection> {
+        if token.len() > max_token_bytes {
+            return Err(Rejection::TokenTooLarge {
+                length: token.len(),
+                limit: max_token_bytes,
+            });
+        }
+        match token.bytes().filter(|b| *b == b'.').count() {
+            2 => {}
+            4 => return Err(Rejection::Malformed(MalformedToken::Encrypted)),
+            _ => return Err(Rejection::Malformed(MalformedToken::Structure)),
+        }
+        let untrusted = UntrustedToken::<HeaderExtensions>::try_from(token).map_err(|err| {
+            Rejection::Malformed(match err {
+                ParseError::InvalidTokenStructure => MalformedToken::Structure,
+                ParseError::InvalidBase64Encoding => MalformedToken::Base64,
+                ParseError::UnsupportedContentType(_) => MalformedToken::ContentType,
+                _ => MalformedToken::Header,
+            })
+        })?;
+        let header = untrusted.header();
+        if header.other_fields.crit.is_some() {
+            return Err(Rejection::Malformed(MalformedToken::CriticalHeader));
+        }
+        if let Some(b64) = &header.other_fields.b64
+            && b64 != &Value::Bool(true)
+        {
+            return Err(Rejection::Malformed(MalformedToken::UnencodedPayload));
+        }
+        Ok(Parsed {
+            token,
+            untrusted,
+            claims: OnceCell::new(),
+        })
+    }
+
+    /// The claims, parsed once: a JSON object without duplicate names and numeric time claims.
+    fn claims(&self) -> Result<&Claims<ClaimSet>, Rejection> {
+        self.claims
+            .get_or_init(|| {
+                self.untrusted
+                    .deserialize_claims_unchecked()
+                    .map_err(|_| Rejection::Malformed(MalformedToken::Claims))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The unverified `iss`, only to choose the provider that judges the token.
+    pub fn unverified_issuer(&self) -> Result<Option<&str>, Rejection> {
+        match self.claims()?.custom.0.get("iss") {
+            None => Ok(None),
+            Some(Value::String(iss)) => Ok(Some(iss)),
+            Some(_) => Err(Rejection::Malformed(MalformedToken::ClaimType)),
+        }
+    }
+}
+
+/// Validates `token` for `provider` with `keys` at time `now` (Unix seconds); `catalog` says
+/// which scopes and conditions the rules ask of this provider's tokens.
+pub fn validate(
+    provider: &Provider,
+    keys: &KeySet,
+    catalog: &FactCatalog,
+    token: &str,
+    now: i64,
+) -> Result<Verified, Rejection> {
+    let parsed = Parsed::new(token, provider.max_token_bytes)?;
+    verify(provider, keys, catalog, &parsed, now)
+}
+
+/// The checks that depend on the provider, on a token that passed [`Parsed::new`].
+pub fn verify(
+    provider: &Provider,
+    keys: &KeySet,
+    catalog: &FactCatalog,
+    parsed: &Parsed<'_>,
+    now: i64,
+) -> Result<Verified, Rejection> {
+    if parsed.token.len() > provider.max_token_bytes {
+        return Err(Rejection::TokenTooLarge {
+            length: parsed.token.len(),
+            limit: provider.max_token_bytes,
+        });
+    }
+    let untrusted = &parsed.untrusted;
+    let header = untrusted.header();
+    let algorithm = Algorithm::from_jws_name(untrusted.algorithm())
+        .filter(|alg| provider.algorithms.contains(*alg))
+        .ok_or(Rejection::DisallowedAlgorithm)?;
+    let header_type = header.token_type.as_deref();
+    if !is_access_token_header_type(header_type) {
+        return Err(Rejection::WrongTokenType);
+    }
+
+    let claims = parsed.claims()?;
+    let custom = &claims.custom.0;
+
+    check_issuer(provider, custom.get("iss"))?;
+    check_audience(provider, custom.get("aud"))?;
+    check_payload_type(provider, custom.get("typ"), header_type)?;
+    check_times(provider, claims, now)?;
+
+    if keys.is_empty() {
+        return Err(Rejection::KeysUnavailable);
+    }
+    let entry = match keys.lookup(header.key_id.as_deref(), algorithm) {
+        KeyLookup::Found(entry) => entry,
+        KeyLookup::Unknown => return Err(Rejection::UnknownKey),
+        KeyLookup::AlgorithmNotAllowed => return Err(Rejection::DisallowedAlgorithm),
+    };
+    let signed_data = parsed
+        .token
+        .rsplit_once('.')
+        .map(|(signed, _)| signed.as_bytes())
+        .ok_or(Rejection::Malformed(MalformedToken::Structure))?;
+    if !entry
+        .key
+        .verify(algorithm, signed_data, untrusted.signature_bytes())
+    {
+        return Err(Rejection::BadSignature);
+    }
+
+    let view = ClaimView {
+        claims: custom,
+        exp: claims.expiration.map(|t| t.timestamp()),
+        nbf: claims.not_before.map(|t| t.timestamp()),
+        iat: claims.issued_at.map(|t| t.timestamp()),
+    };
+    Verified::from_claims(provider, catalog, &view)
+}
+
+/// RFC 8725 §3.11 / RFC 9068 §2.1: explicit typing. Absent, `JWT` and `at+jwt` are access
+/// tokens; anything else (`dpop+jwt`, `logout+jwt`, ...) is some other kind of JWT.
+fn is_access_token_header_type(typ: Option<&str>) -> bool {
+    match typ {
+        None => true,
+        Some(typ) => ["JWT", "at+jwt", "application/at+jwt"]
+            .iter()
+            .any(|accepted| typ.eq_ignore_ascii_case(accepted)),
+    }
+}
+
+fn is_rfc9068_header_type(typ: Option<&str>) -> bool {
+    typ.is_some_and(|typ| {
+        typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
+    })
+}
+
+/// Keycloak marks access tokens with payload `typ: "Bearer"` (ID tokens `ID`, refresh tokens
+/// `Refresh`). A token without payload `typ` passes only if its header says `at+jwt`.
+fn check_payload_type(
+    config: &Provider,
+    typ: Option<&Value>,
+    header_type: Option<&str>,
+) -> Result<(), Rejection> {
+    if config.token_types.is_empty() {
+        return Ok(());
+    }
+    match typ {
+        Some(Value::String(typ)) => check_token_type(config, typ),
+        None if is_rfc9068_header_type(header_type) => Ok(()),
+        None => Err(Rejection::WrongTokenType),
+        Some(_) => Err(Rejection::Malformed(MalformedToken::ClaimType)),
+    }
+}
+
+fn check_times(config: &Provider, claims: &Claims<ClaimSet>, now: i64) -> Result<(), Rejection> {
+    let now = chrono::DateTime::from_timestamp(now, 0).unwrap_or_default();
+    let skew = i64::try_from(config.clock_skew_seconds).unwrap_or(i64::MAX);
+    let options = TimeOptions::new(chrono::Duration::seconds(skew), move || now);
+    if config.verify_exp {
+        claims
+            .validate_expiration(&options)
+            .map_err(|err| match err {
+                ValidationError::NoClaim(_) => Rejection::MissingExpiration,
+                _ => Rejection::Expired,
+            })?;
+    }
+    if config.verify_nbf && claims.not_before.is_some() {
+        claims
+            .validate_maturity(&options)
+            .map_err(|_| Rejection::NotYetValid)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;
