@@ -2,13 +2,24 @@
 //!
 //! Every worker runs the same schedule against one [`FetchState`] kept in proxy-wasm shared
 //! data; a worker claims a fetch by writing the state back with compare-and-swap, so one fetch
-//! serves all workers. The record is a fixed little-endian layout: it is the only thing
+//! serves all workers. The records are fixed little-endian layouts: they are the only things
 //! different VMs exchange besides the JWKS document itself.
+//!
+//! # Key rotation that nothing can block
+//!
+//! A token with an unknown `kid` may trigger a refetch, at most once per
+//! [`KID_REFETCH_FLOOR_MS`] across all workers. A `kid` that a refetch did not find is
+//! remembered as missing ([`MissingKids`], shared too) until the next scheduled refresh, so
+//! repeating it — a client's typo, an attacker's junk — costs no fetch and no waiting, while a
+//! `kid` never seen before (the IdP's new key) triggers its own refetch once the floor has
+//! passed. IdP load stays bounded either way: one fetch per floor at most.
 
-use crate::config::RemoteJwks;
-
-/// An unknown `kid` triggers a refetch at most this often.
-pub const KID_REFETCH_INTERVAL_MS: u64 = 30_000;
+/// Unknown `kid`s trigger a refetch at most this often, across all workers.
+pub const KID_REFETCH_FLOOR_MS: u64 = 5_000;
+/// Missing `kid`s remembered at most (the oldest is forgotten first).
+pub const MAX_MISSING_KIDS: usize = 64;
+/// Longer `kid`s are not remembered (they still never refetch more than the floor allows).
+pub const MAX_REMEMBERED_KID_BYTES: usize = 128;
 /// Retry delay after the first failure; doubles per failure up to [`MAX_RETRY_MS`].
 pub const FIRST_RETRY_MS: u64 = 1_000;
 /// The longest retry delay after failures.
@@ -91,11 +102,11 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// The schedule a remote JWKS configuration asks for.
-    pub fn for_remote(remote: &RemoteJwks) -> Schedule {
+    /// The schedule of a key source refreshed every `refresh_seconds`.
+    pub fn new(refresh_seconds: u64, timeout_ms: u64) -> Schedule {
         Schedule {
-            refresh_ms: remote.refresh_seconds.saturating_mul(1000),
-            timeout_ms: remote.timeout_ms,
+            refresh_ms: refresh_seconds.saturating_mul(1000),
+            timeout_ms,
         }
     }
 
@@ -133,7 +144,66 @@ impl Schedule {
     pub fn kid_refetch_allowed(&self, state: &FetchState, now_ms: u64) -> bool {
         !self.fetch_in_flight(state, now_ms)
             && (state.last_kid_refetch_ms == 0
-                || now_ms.saturating_sub(state.last_kid_refetch_ms) >= KID_REFETCH_INTERVAL_MS)
+                || now_ms.saturating_sub(state.last_kid_refetch_ms) >= KID_REFETCH_FLOOR_MS)
+    }
+}
+
+/// `kid`s a refetch did not find, and when: refused at once until the next scheduled refresh.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MissingKids(Vec<(u64, String)>);
+
+impl MissingKids {
+    /// Whether `kid` was missing from a fetch less than `refresh_ms` ago.
+    pub fn contains(&self, kid: &str, now_ms: u64, refresh_ms: u64) -> bool {
+        self.0
+            .iter()
+            .any(|(at, missing)| missing == kid && now_ms.saturating_sub(*at) < refresh_ms)
+    }
+
+    /// Remembers `kid` as missing from a fetch at `now_ms`, forgetting entries older than
+    /// `refresh_ms` and the oldest beyond [`MAX_MISSING_KIDS`]. Returns false when the kid is
+    /// too long to remember.
+    pub fn insert(&mut self, kid: &str, now_ms: u64, refresh_ms: u64) -> bool {
+        if kid.len() > MAX_REMEMBERED_KID_BYTES {
+            return false;
+        }
+        self.0
+            .retain(|(at, missing)| missing != kid && now_ms.saturating_sub(*at) < refresh_ms);
+        if self.0.len() >= MAX_MISSING_KIDS {
+            self.0.remove(0);
+        }
+        self.0.push((now_ms, kid.to_owned()));
+        true
+    }
+
+    /// Count, then per entry: time (u64 LE), length (u8), the kid's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4 + self.0.len() * 24);
+        out.extend_from_slice(&u32::try_from(self.0.len()).unwrap_or(0).to_le_bytes());
+        for (at, kid) in &self.0 {
+            out.extend_from_slice(&at.to_le_bytes());
+            out.push(u8::try_from(kid.len()).unwrap_or(0));
+            out.extend_from_slice(kid.as_bytes());
+        }
+        out
+    }
+
+    /// `None` for anything that is not a record of this layout.
+    pub fn decode(bytes: &[u8]) -> Option<MissingKids> {
+        let (count, mut rest) = bytes.split_at_checked(4)?;
+        let count = u32::from_le_bytes(count.try_into().ok()?);
+        let mut entries = Vec::new();
+        for _ in 0..count.min(u32::try_from(MAX_MISSING_KIDS).unwrap_or(0)) {
+            let (at, after) = rest.split_at_checked(8)?;
+            let (len, after) = after.split_first()?;
+            let (kid, after) = after.split_at_checked(usize::from(*len))?;
+            entries.push((
+                u64::from_le_bytes(at.try_into().ok()?),
+                String::from_utf8(kid.to_vec()).ok()?,
+            ));
+            rest = after;
+        }
+        Some(MissingKids(entries))
     }
 }
 
@@ -229,6 +299,27 @@ mod tests {
     }
 
     #[test]
+    fn missing_kids_are_remembered_until_the_next_refresh() {
+        let mut missing = MissingKids::default();
+        assert!(missing.insert("junk", 1_000, 300_000));
+        assert!(missing.contains("junk", 300_999, 300_000));
+        assert!(!missing.contains("junk", 301_000, 300_000));
+        assert!(!missing.contains("new", 2_000, 300_000));
+        assert!(!missing.insert(&"x".repeat(200), 2_000, 300_000));
+        for i in 0..100 {
+            missing.insert(&format!("k{i}"), 3_000 + i, 300_000);
+        }
+        assert!(
+            !missing.contains("junk", 4_000, 300_000),
+            "the oldest went first"
+        );
+        assert!(missing.contains("k99", 4_000, 300_000));
+        let decoded = MissingKids::decode(&missing.encode()).unwrap();
+        assert_eq!(decoded, missing);
+        assert_eq!(MissingKids::decode(b"\x01\x00\x00\x00"), None);
+    }
+
+    #[test]
     fn unknown_kid_refetch_is_rate_limited() {
         let mut state = FetchState {
             last_attempt_ms: 100_000,
@@ -237,11 +328,11 @@ mod tests {
             last_kid_refetch_ms: 100_000,
             consecutive_failures: 0,
         };
-        assert!(!SCHEDULE.kid_refetch_allowed(&state, 129_999));
-        assert!(SCHEDULE.kid_refetch_allowed(&state, 130_000));
-        state.last_attempt_ms = 129_000;
+        assert!(!SCHEDULE.kid_refetch_allowed(&state, 104_999));
+        assert!(SCHEDULE.kid_refetch_allowed(&state, 105_000));
+        state.last_attempt_ms = 104_000;
         assert!(
-            !SCHEDULE.kid_refetch_allowed(&state, 130_000),
+            !SCHEDULE.kid_refetch_allowed(&state, 105_000),
             "fetch in flight"
         );
         // Right after the start-up fetch completed, a new kid may refetch at once.

@@ -300,11 +300,8 @@ impl Metrics {
     }
 
     /// Counts how each cache took part in a decision.
-    pub fn record_cache(&self, host: &mut impl Host, lookups: Lookups) {
-        let Lookups {
-            cache,
-            introspection,
-        } = lookups;
+    pub fn record_cache(&self, host: &mut impl Host, lookups: &Lookups) {
+        let (cache, introspection) = (lookups.cache, lookups.introspection);
         match cache {
             CacheUse::Hit => self.increment(host, Counter::CacheHit),
             CacheUse::Miss => self.increment(host, Counter::CacheMiss),

@@ -55,6 +55,7 @@ impl Engine {
             lookups: Lookups {
                 cache: CacheUse::NotUsed,
                 introspection: IntrospectionCacheUse::NotUsed,
+                unknown_kid: None,
             },
         };
         let Some(rule) = self.config.policy.find(&request.attributes()) else {
@@ -78,7 +79,7 @@ impl Engine {
             request,
             now,
             in_hand,
-            lookups: evaluation.lookups,
+            lookups: evaluation.lookups.clone(),
         };
         let verdict = judges.satisfy(plan);
         evaluation.lookups = judges.lookups;

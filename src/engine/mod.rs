@@ -56,13 +56,15 @@ pub enum IntrospectionCacheUse {
 }
 
 /// The cache lookups of one decision (the last of each kind, when several providers were
-/// consulted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// consulted), and the `kid` a refusal for an unknown key was about.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lookups {
     /// The verified-token cache.
     pub cache: CacheUse,
     /// The introspection cache.
     pub introspection: IntrospectionCacheUse,
+    /// With [`Rejection::UnknownKey`]: the token's `kid` (empty for a token without one).
+    pub unknown_kid: Option<Box<str>>,
 }
 
 /// An introspection call: `token` asked about at `provider`'s endpoint. Coalescing and

@@ -108,6 +108,13 @@ impl ProviderState {
             Some(parsed) => validate::verify(provider, &self.keys, catalog, parsed, now),
             None => validate::validate(provider, &self.keys, catalog, token, now),
         };
+        if verified == Err(Rejection::UnknownKey) {
+            // Rare (rotation, junk): the worker decides on a refetch by this kid.
+            let kid = Parsed::new(token, provider.max_token_bytes)
+                .ok()
+                .map(|parsed| Box::from(parsed.key_id().unwrap_or_default()));
+            lookups.unknown_kid = kid;
+        }
         let verified = Rc::new(verified?);
         self.verified
             .insert(token, Rc::clone(&verified), verified.expires_at, now);

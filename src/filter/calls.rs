@@ -31,8 +31,27 @@ pub enum Call {
         /// Triggered by an unknown `kid` (requests wait for it).
         refetch: bool,
     },
+    /// A provider's discovery document, the first step of a fetch that must learn where the
+    /// JWKS is; the JWKS fetch of the same kind follows.
+    Discovery {
+        /// The provider.
+        provider: usize,
+        /// Triggered by an unknown `kid` (requests wait for it).
+        refetch: bool,
+    },
     /// The introspection of a token at a provider.
     Introspection(CallKey),
+}
+
+impl Call {
+    /// A fetch of `provider`'s keys: its first step.
+    pub fn fetch(remote: &super::keys::RemoteKeys, provider: usize, refetch: bool) -> Call {
+        if remote.starts_with_discovery(!refetch) {
+            Call::Discovery { provider, refetch }
+        } else {
+            Call::Jwks { provider, refetch }
+        }
+    }
 }
 
 struct InFlight {
@@ -88,10 +107,20 @@ impl Calls {
         self.to_dispatch.contains(call) || self.in_flight.values().any(|f| f.call == *call)
     }
 
-    /// Whether a JWKS fetch of `provider`, of either kind, is queued or in flight.
-    pub fn fetching(&self, provider: usize) -> bool {
-        let fetches =
-            |call: &Call| matches!(call, Call::Jwks { provider: p, .. } if *p == provider);
+    /// Whether a fetch of `provider`'s keys (`refetch`: one requests wait for; `None`: either
+    /// kind), at either step, is queued or in flight.
+    pub fn fetching(&self, provider: usize, refetch: Option<bool>) -> bool {
+        let fetches = |call: &Call| match call {
+            Call::Jwks {
+                provider: p,
+                refetch: r,
+            }
+            | Call::Discovery {
+                provider: p,
+                refetch: r,
+            } => *p == provider && refetch.is_none_or(|wanted| wanted == *r),
+            Call::Introspection(_) => false,
+        };
         self.to_dispatch.iter().any(fetches) || self.in_flight.values().any(|f| fetches(&f.call))
     }
 
@@ -103,7 +132,7 @@ impl Calls {
     /// The largest answer body worth reading for this call; `None` if the call is not ours.
     pub fn body_limit(&self, token: u32) -> Option<usize> {
         self.in_flight.get(&token).map(|f| match f.call {
-            Call::Jwks { .. } => crate::jwks::MAX_JWKS_BYTES,
+            Call::Jwks { .. } | Call::Discovery { .. } => crate::jwks::MAX_JWKS_BYTES,
             Call::Introspection(_) => MAX_INTROSPECTION_BYTES,
         })
     }
@@ -180,7 +209,12 @@ impl Worker {
                 .remotes
                 .get(*provider)
                 .and_then(Option::as_ref)
-                .map(|remote| remote.fetch_call()),
+                .and_then(|remote| remote.fetch_call()),
+            Call::Discovery { provider, .. } => self
+                .remotes
+                .get(*provider)
+                .and_then(Option::as_ref)
+                .and_then(|remote| remote.discovery_call()),
             Call::Introspection(key) => self.engine.introspection_call(key),
         };
         let Some(spec) = spec else {

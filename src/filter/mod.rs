@@ -19,7 +19,7 @@ mod keys;
 
 use std::rc::Rc;
 
-use crate::config::{self, JwksSource};
+use crate::config;
 use crate::engine::{
     Admission, CacheUse, Decision, Engine, Evaluation, InHand, IntrospectionOutcome, RequestNeeds,
 };
@@ -105,10 +105,7 @@ impl Worker {
         let remotes = config
             .providers
             .iter()
-            .map(|provider| match &provider.jwks {
-                Some(JwksSource::Remote(remote)) => Some(RemoteKeys::new(remote)),
-                _ => None,
-            })
+            .map(RemoteKeys::for_provider)
             .collect();
         let introspection_waiters = config
             .providers
@@ -166,13 +163,15 @@ impl Worker {
                 continue;
             }
             self.sync_keys_from_shared(host, provider);
-            if self.calls.fetching(provider) || !self.claim_periodic_fetch(host, provider, now) {
+            if self.calls.fetching(provider, None)
+                || !self.claim_periodic_fetch(host, provider, now)
+            {
                 continue;
             }
-            let call = Call::Jwks {
-                provider,
-                refetch: false,
+            let Some(Some(remote)) = self.remotes.get(provider) else {
+                continue;
             };
+            let call = Call::fetch(remote, provider, false);
             if self.dispatch(host, call, now).is_err() {
                 self.record_fetch_failure(host, provider, now);
             }
@@ -228,6 +227,14 @@ impl Worker {
         });
     }
 
+    fn take_kid_waiters(&mut self, provider: usize) -> Vec<Waiter> {
+        let (waiting, others) = std::mem::take(&mut self.calls.kid_waiters)
+            .into_iter()
+            .partition(|(p, _)| *p == provider);
+        self.calls.kid_waiters = others;
+        waiting.into_iter().map(|(_, waiter)| waiter).collect()
+    }
+
     fn finish_call(
         &mut self,
         host: &mut impl Host,
@@ -236,16 +243,41 @@ impl Worker {
         now: Now,
     ) -> Vec<Resumption> {
         let waiters: Vec<Waiter> = match call {
+            Call::Discovery { provider, refetch } => {
+                let next = Call::Jwks { provider, refetch };
+                if self.finish_discovery(host, provider, response, now) {
+                    match self.dispatch(host, next, now) {
+                        Ok(()) => return Vec::new(),
+                        Err(_) => self.record_fetch_failure(host, provider, now),
+                    }
+                }
+                if !refetch {
+                    return Vec::new();
+                }
+                self.take_kid_waiters(provider)
+            }
             Call::Jwks { provider, refetch } => {
                 self.finish_fetch(host, provider, response, now);
                 if !refetch {
                     return Vec::new();
                 }
-                let (waiting, others) = std::mem::take(&mut self.calls.kid_waiters)
-                    .into_iter()
-                    .partition(|(p, _)| *p == provider);
-                self.calls.kid_waiters = others;
-                waiting.into_iter().map(|(_, waiter)| waiter).collect()
+                let waiters = self.take_kid_waiters(provider);
+                // Whatever the refetch did not find, nobody refetches for again until the next
+                // scheduled refresh.
+                let mut missing: Vec<String> = Vec::new();
+                for waiter in &waiters {
+                    let evaluation =
+                        self.engine
+                            .resume(&waiter.request, &waiter.in_hand, now.seconds);
+                    if let (Decision::Deny(Rejection::UnknownKey), Some(kid)) =
+                        (&evaluation.decision, &evaluation.lookups.unknown_kid)
+                        && !missing.iter().any(|m| **m == **kid)
+                    {
+                        missing.push(kid.to_string());
+                    }
+                }
+                self.remember_missing_kids(host, provider, &missing, now);
+                waiters
             }
             Call::Introspection(key) => {
                 let outcome =
@@ -297,12 +329,18 @@ impl Worker {
             if self.sync_keys_from_shared(host, provider) {
                 evaluation = evaluate(&mut self.engine, &waiter);
             }
-            if first_pass && evaluation.decision == Decision::Deny(Rejection::UnknownKey) {
-                let refetch = Call::Jwks {
-                    provider,
-                    refetch: true,
-                };
-                let already = self.calls.is_pending(&refetch);
+            let kid = evaluation
+                .lookups
+                .unknown_kid
+                .as_deref()
+                .unwrap_or_default();
+            if first_pass
+                && evaluation.decision == Decision::Deny(Rejection::UnknownKey)
+                && !self.kid_known_missing(host, provider, kid, now)
+                && let Some(Some(remote)) = self.remotes.get(provider)
+            {
+                let refetch = Call::fetch(remote, provider, true);
+                let already = self.calls.fetching(provider, Some(true));
                 if already || self.claim_kid_refetch(host, provider, now) {
                     if !already && !self.start_call(host, refetch, now) {
                         // Nothing will answer: decide without new keys.
@@ -317,7 +355,7 @@ impl Worker {
         if let Decision::Introspect(key) = &evaluation.decision {
             // The resumed evaluation finds the verdict in hand, not in a cache: count lookups
             // here.
-            self.metrics.record_cache(host, evaluation.lookups);
+            self.metrics.record_cache(host, &evaluation.lookups);
             let key = key.clone();
             let Some(waiters) = self.introspection_waiters.get_mut(key.provider) else {
                 let failed = Rejection::IdpUnavailable(IdpFailure::Unreachable);
@@ -358,7 +396,7 @@ impl Worker {
 
     /// Turns a final evaluation into a step, recording its metrics.
     fn settle(&mut self, host: &mut impl Host, evaluation: Evaluation) -> Step {
-        self.metrics.record_cache(host, evaluation.lookups);
+        self.metrics.record_cache(host, &evaluation.lookups);
         match &evaluation.decision {
             Decision::Allow(admission) => {
                 self.metrics

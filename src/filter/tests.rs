@@ -240,7 +240,7 @@ fn unknown_kid_waits_for_one_refetch_shared_by_its_requests() {
         .collect();
     assert_eq!(contexts, vec![(10, 200), (11, 200)]);
 
-    // Another unknown kid right after: the refetch budget is spent, refused at once.
+    // Another unknown kid right after: within the refetch floor, refused at once.
     let junk = worker.on_request(&mut host, request(12, &token("k3")), later(NOW, 1_000));
     assert_eq!(status_of(&junk), 401);
     assert_eq!(host.metric("tokengate.denied.unknown_kid"), 1);
@@ -325,4 +325,178 @@ fn introspections_are_coalesced_bounded_and_fail_closed() {
         host.metric("tokengate.introspection.idp_error.unreachable"),
         2
     );
+}
+
+#[test]
+fn a_junk_kid_costs_one_refetch_and_a_new_key_is_still_picked_up() {
+    let mut host = FakeHost::new();
+    let mut other_host = host.sharing();
+    let mut other = worker(&mut other_host, &remote_config(json!({})));
+    let mut worker = worker_with_keys(&mut host, &["k1"]);
+    other.on_tick(&mut other_host, NOW);
+    // A junk kid: one refetch, which does not find it.
+    assert_eq!(
+        worker.on_request(&mut host, request(1, &token("junk")), NOW),
+        Step::Wait
+    );
+    worker.on_wake(&mut host, NOW);
+    let (call, _) = host.take_calls().pop().unwrap();
+    let resumed = worker.on_call_response(&mut host, call, &ok(key_set(&["k1"])), NOW);
+    assert_eq!(status_of(&resumed[0].step), 401);
+    // Repeated, on any worker, long after the floor: refused at once, no fetch, no wait.
+    let later_on = later(NOW, 60_000);
+    for (worker, host) in [(&mut worker, &mut host), (&mut other, &mut other_host)] {
+        let step = worker.on_request(host, request(2, &token("junk")), later_on);
+        assert_eq!(status_of(&step), 401);
+        assert!(host.queued.len() <= 1 && host.take_calls().is_empty());
+    }
+    assert_eq!(host.metric("tokengate.jwks.kid_refetch"), 1);
+    // The IdP adds a key: a kid never seen before refetches (the floor has passed) and is
+    // admitted.
+    let rotated = token("k2");
+    assert_eq!(
+        worker.on_request(&mut host, request(3, &rotated), later_on),
+        Step::Wait
+    );
+    worker.on_wake(&mut host, later_on);
+    let (call, _) = host.take_calls().pop().unwrap();
+    let resumed = worker.on_call_response(&mut host, call, &ok(key_set(&["k1", "k2"])), later_on);
+    assert_eq!(status_of(&resumed[0].step), 200);
+    assert_eq!(host.metric("tokengate.jwks.kid_refetch"), 2);
+    // Within the floor after that, yet another new kid is refused without a fetch.
+    let soon = later(later_on, 4_999);
+    assert_eq!(
+        status_of(&worker.on_request(&mut host, request(4, &token("k3")), soon)),
+        401
+    );
+    let after_floor = later(later_on, 5_000);
+    assert_eq!(
+        worker.on_request(&mut host, request(5, &token("k3")), after_floor),
+        Step::Wait
+    );
+}
+
+fn discovery_config(extra: Value) -> Vec<u8> {
+    let mut discovery = json!({"cluster": "idp"});
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        discovery[k] = v;
+    }
+    remote_config(json!({
+        "issuer": "https://idp.example:8443/realms/r",
+        "jwks": {"discovery": discovery}
+    }))
+}
+
+fn discovery_document(issuer: &str, jwks_uri: &str) -> Vec<u8> {
+    json!({"issuer": issuer, "jwks_uri": jwks_uri, "token_endpoint": "https://idp/token"})
+        .to_string()
+        .into_bytes()
+}
+
+fn path_of(call: &crate::introspection::HttpCall) -> (String, String) {
+    let header = |name: &str| {
+        call.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    (header(":authority"), header(":path"))
+}
+
+#[test]
+fn discovery_finds_the_jwks_and_refreshes_both() {
+    const ISS: &str = "https://idp.example:8443/realms/r";
+    let mut host = FakeHost::new();
+    let mut worker = worker(&mut host, &discovery_config(json!({})));
+    worker.on_tick(&mut host, NOW);
+    let (call, spec) = host.take_calls().pop().unwrap();
+    assert_eq!(
+        path_of(&spec),
+        (
+            "idp.example:8443".into(),
+            "/realms/r/.well-known/openid-configuration".into()
+        )
+    );
+    let document = discovery_document(ISS, "https://idp.example:8443/realms/r/certs?v=2");
+    assert!(
+        worker
+            .on_call_response(&mut host, call, &ok(document.clone()), NOW)
+            .is_empty()
+    );
+    let (call, spec) = host.take_calls().pop().unwrap();
+    assert_eq!(
+        path_of(&spec),
+        ("idp.example:8443".into(), "/realms/r/certs?v=2".into())
+    );
+    let token = TokenSpec::access_token(Algorithm::Rs256, "k1", ISS, "api", NOW.seconds)
+        .sign(TestKey::rsa_a());
+    worker.on_call_response(&mut host, call, &ok(key_set(&["k1"])), NOW);
+    assert_eq!(
+        status_of(&worker.on_request(&mut host, request(1, &token), NOW)),
+        200
+    );
+    // A kid refetch goes straight to the known JWKS; the scheduled refresh reads both again.
+    assert_eq!(
+        worker.on_request(&mut host, request(2, &token_for(ISS, "k9")), NOW),
+        Step::Wait
+    );
+    worker.on_wake(&mut host, NOW);
+    let (call, spec) = host.take_calls().pop().unwrap();
+    assert!(path_of(&spec).1.ends_with("/certs?v=2"));
+    worker.on_call_response(&mut host, call, &ok(key_set(&["k1"])), NOW);
+    let due = later(NOW, 300_000);
+    worker.on_tick(&mut host, due);
+    let (_, spec) = host.take_calls().pop().unwrap();
+    assert!(path_of(&spec).1.ends_with("openid-configuration"));
+}
+
+fn token_for(issuer: &str, kid: &str) -> String {
+    TokenSpec::access_token(Algorithm::Rs256, kid, issuer, "api", NOW.seconds)
+        .sign(TestKey::rsa_a())
+}
+
+#[test]
+fn a_discovery_document_may_not_send_the_gateway_elsewhere() {
+    const ISS: &str = "https://idp.example:8443/realms/r";
+    let cases = [
+        (
+            json!({}),
+            discovery_document("https://evil.example", "https://idp.example:8443/c"),
+            false,
+        ),
+        (
+            json!({}),
+            discovery_document(ISS, "https://evil.example/certs"),
+            false,
+        ),
+        (
+            json!({}),
+            discovery_document(ISS, "http://idp.example:8443/certs"),
+            false,
+        ),
+        (json!({}), b"not json".to_vec(), false),
+        (
+            json!({"allowed_jwks_origins": ["https://keys.example"]}),
+            discovery_document(ISS, "https://keys.example/r/certs"),
+            true,
+        ),
+    ];
+    for (extra, document, follows) in cases {
+        let mut host = FakeHost::new();
+        let mut worker = worker(&mut host, &discovery_config(extra.clone()));
+        worker.on_tick(&mut host, NOW);
+        let (call, _) = host.take_calls().pop().unwrap();
+        worker.on_call_response(&mut host, call, &ok(document.clone()), NOW);
+        let next = host.take_calls();
+        assert_eq!(
+            !next.is_empty(),
+            follows,
+            "{extra} {}",
+            String::from_utf8_lossy(&document)
+        );
+        if !follows {
+            assert_eq!(host.metric("tokengate.jwks.fetch_failure"), 1);
+        }
+    }
 }

@@ -155,6 +155,11 @@ impl<'t> Parsed<'t> {
             .map_err(Clone::clone)
     }
 
+    /// The header's `kid`, if a string.
+    pub fn key_id(&self) -> Option<&str> {
+        self.untrusted.header().key_id.as_deref()
+    }
+
     /// The unverified `iss`, only to choose the provider that judges the token.
     pub fn unverified_issuer(&self) -> Result<Option<&str>, Rejection> {
         match self.claims()?.custom.0.get("iss") {
