@@ -18,7 +18,8 @@ pub mod values;
 pub use error::ConfigError;
 pub use provider::{
     ClaimHeader, DEFAULT_CACHE_ENTRIES, DEGRADED_HEADER, DiscoveryJwks, Forwarding, Introspection,
-    JwksSource, Mode, OnIdpError, Provider, RemoteJwks, TokenSource,
+    JwksSource, Mode, OnIdpError, PROVIDER_PROPERTY, Provider, PublishedClaim, RemoteJwks,
+    TokenSource,
 };
 pub use values::{Name, Secret};
 

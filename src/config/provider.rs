@@ -135,6 +135,16 @@ pub struct ClaimHeader {
     pub header: String,
 }
 
+/// One claim published for the host's other filters and its access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedClaim {
+    /// Where the claim is.
+    pub claim: ClaimPath,
+    /// The property it is published as: `tokengate.<name>` (in Envoy, filter state
+    /// `wasm.tokengate.<name>`).
+    pub property: String,
+}
+
 /// What an admitted request carries upstream.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Forwarding {
@@ -142,7 +152,14 @@ pub struct Forwarding {
     pub strip_token: bool,
     /// Claims copied into headers.
     pub claims_to_headers: Vec<ClaimHeader>,
+    /// Publish the provider's name as property `tokengate.provider`.
+    pub publish_provider: bool,
+    /// Claims published as properties.
+    pub published_claims: Vec<PublishedClaim>,
 }
+
+/// The property the verifying provider's name is published as.
+pub const PROVIDER_PROPERTY: &str = "tokengate.provider";
 
 /// A JWKS fetched from a fixed place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -406,6 +423,21 @@ pub(crate) struct RawTokenSource {
 pub(crate) struct RawForward {
     strip_authorization: Option<bool>,
     claims_to_headers: Option<Vec<RawClaimHeader>>,
+    filter_state: Option<RawFilterState>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFilterState {
+    provider: Option<bool>,
+    claims: Option<Vec<RawPublishedClaim>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPublishedClaim {
+    claim: ClaimPath,
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -859,9 +891,46 @@ fn parse_forward(
             header,
         });
     }
+    let filter_state = raw.filter_state;
+    let publish_provider = filter_state
+        .as_ref()
+        .and_then(|state| state.provider)
+        .unwrap_or(false);
+    let mut published_claims: Vec<PublishedClaim> = Vec::new();
+    let claims = filter_state
+        .and_then(|state| state.claims)
+        .unwrap_or_default();
+    for (index, published) in claims.into_iter().enumerate() {
+        let field = format!("forward.filter_state.claims[{index}].name");
+        let valid = !published.name.is_empty()
+            && published.name.len() <= 64
+            && published
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b));
+        if !valid || published.name == "provider" {
+            return Err(ConfigError::new(
+                field,
+                "must be 1-64 characters of a-z, 0-9, `_`, `-`, `.`, and not `provider`",
+            ));
+        }
+        let property = format!("tokengate.{}", published.name);
+        if published_claims.iter().any(|p| p.property == property) {
+            return Err(ConfigError::new(
+                field,
+                format!("`{}` is used twice", published.name),
+            ));
+        }
+        published_claims.push(PublishedClaim {
+            claim: published.claim,
+            property,
+        });
+    }
     Ok(Forwarding {
         strip_token: raw.strip_authorization.unwrap_or(false),
         claims_to_headers,
+        publish_provider,
+        published_claims,
     })
 }
 

@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use crate::config::{DEGRADED_HEADER, Provider};
+use crate::config::{DEGRADED_HEADER, PROVIDER_PROPERTY, Provider};
 use crate::jwt::Verified;
 use crate::token_source::HeaderUpdate;
 
@@ -129,6 +129,33 @@ impl Admission {
             match strip {
                 HeaderUpdate::Set(name, value) => apply(name, Some(value)),
                 HeaderUpdate::Remove(name) => apply(name, None),
+            }
+        }
+    }
+
+    /// Calls `apply` with each property to publish: for each identity whose provider asks,
+    /// its name as `tokengate.provider` and its published claims (the first identity's value
+    /// of a property wins).
+    pub fn for_each_published(&self, providers: &[Provider], mut apply: impl FnMut(&str, &str)) {
+        let mut done: Vec<&str> = Vec::new();
+        for identity in self.identities.iter() {
+            let Some(provider) = providers.get(identity.provider) else {
+                continue;
+            };
+            let forward = &provider.forward;
+            if forward.publish_provider && !done.contains(&PROVIDER_PROPERTY) {
+                apply(PROVIDER_PROPERTY, provider.name.as_str());
+                done.push(PROVIDER_PROPERTY);
+            }
+            for (published, value) in forward
+                .published_claims
+                .iter()
+                .zip(&identity.verified.published)
+            {
+                if let (Some(value), false) = (value, done.contains(&published.property.as_str())) {
+                    apply(&published.property, value);
+                    done.push(&published.property);
+                }
             }
         }
     }

@@ -245,6 +245,20 @@ impl Engine {
         admission.for_each_update(&self.identity_headers, self.degraded_marker, apply);
     }
 
+    /// Calls `apply` with each property an admission publishes (see
+    /// [`Admission::for_each_published`]).
+    pub fn for_each_published(&self, admission: &Admission, apply: impl FnMut(&str, &str)) {
+        admission.for_each_published(&self.config.providers, apply);
+    }
+
+    /// Whether the rule that admitted a request asks the host to choose its route again.
+    pub fn clears_route_cache(&self, admission: &Admission) -> bool {
+        admission
+            .rule
+            .and_then(|rule| self.config.policy.rules.get(rule))
+            .is_some_and(|rule| rule.clear_route_cache)
+    }
+
     /// The `scope` attribute of a 403 for `rule`: its scopes, space-separated.
     pub fn scope_string(&self, rule: Option<usize>) -> &str {
         rule.and_then(|rule| self.config.policy.rules.get(rule))

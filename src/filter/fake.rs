@@ -32,6 +32,10 @@ pub enum RequestEffect {
     Reply(u16),
     /// The request resumed.
     Resume,
+    /// A property published.
+    Property(String, String),
+    /// The route asked for again.
+    ClearRouteCache,
 }
 
 /// The fake host (see the module documentation).
@@ -169,6 +173,17 @@ impl Host for FakeHost {
 
     fn remove_header(&mut self, name: &str) -> Result<(), HostError> {
         self.effects.push(RequestEffect::Remove(name.to_owned()));
+        Ok(())
+    }
+
+    fn set_property(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.effects
+            .push(RequestEffect::Property(name.to_owned(), value.to_owned()));
+        Ok(())
+    }
+
+    fn clear_route_cache(&mut self) -> Result<(), HostError> {
+        self.effects.push(RequestEffect::ClearRouteCache);
         Ok(())
     }
 

@@ -55,6 +55,11 @@ pub trait Host {
     fn set_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
     /// Removes a request header of the effective context.
     fn remove_header(&mut self, name: &str) -> Result<(), HostError>;
+    /// Publishes a value for the host's other filters and access log (Envoy: filter state
+    /// `wasm.<name>`).
+    fn set_property(&mut self, name: &str, value: &str) -> Result<(), HostError>;
+    /// Asks the host to choose the effective context's route again (headers changed).
+    fn clear_route_cache(&mut self) -> Result<(), HostError>;
     /// Answers the effective context's request with a local reply.
     fn reply(&mut self, response: &DenyResponse) -> Result<(), HostError>;
     /// Lets the effective context's paused request continue upstream.

@@ -213,8 +213,9 @@ impl Worker {
         }
     }
 
-    /// Sets the forwarded claim headers and removes the token, as the admission says, in the
-    /// host's effective context.
+    /// Carries out an admission in the host's effective context: sets the forwarded claim
+    /// headers and removes client-supplied copies and the token, publishes the properties it
+    /// asks for, and asks for the route again when its rule says so.
     pub fn apply_admission(&self, host: &mut impl Host, admission: &Admission) {
         self.engine.for_each_update(admission, |name, value| {
             let result = match value {
@@ -225,6 +226,16 @@ impl Worker {
                 log::warn!("tokengate: cannot update header {name}: {status:?}");
             }
         });
+        self.engine.for_each_published(admission, |name, value| {
+            if let Err(status) = host.set_property(name, value) {
+                log::debug!("tokengate: cannot publish {name}: {status:?}");
+            }
+        });
+        if self.engine.clears_route_cache(admission)
+            && let Err(status) = host.clear_route_cache()
+        {
+            log::debug!("tokengate: cannot clear the route cache: {status:?}");
+        }
     }
 
     fn take_kid_waiters(&mut self, provider: usize) -> Vec<Waiter> {

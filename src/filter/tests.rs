@@ -500,3 +500,86 @@ fn a_discovery_document_may_not_send_the_gateway_elsewhere() {
         }
     }
 }
+
+#[test]
+fn identity_is_published_and_the_route_asked_for_again() {
+    let mut host = FakeHost::new();
+    let inline = json!({"inline": jwks(&[TestKey::rsa_a().public_jwk("k1", Some("RS256"))])});
+    let config = json!({
+        "providers": {"internal": {
+            "issuer": ISSUER, "audiences": ["api"], "jwks": inline,
+            "forward": {
+                "claims_to_headers": [{"claim": "iss", "header": "x-jwt-iss"}],
+                "filter_state": {"provider": true, "claims": [
+                    {"claim": "sub", "name": "sub"},
+                    {"claim": "realm_access.roles", "name": "roles"},
+                    {"claim": "missing", "name": "absent"}
+                ]}
+            }
+        }},
+        "rules": [
+            {"name": "health", "match": {"path": {"exact": "/health"}}, "requires": "public"},
+            {"name": "api", "requires": {"provider": "internal"}, "clear_route_cache": true}
+        ]
+    });
+    let mut worker = worker(&mut host, config.to_string().as_bytes());
+    let mut first = request(1, &token("k1"));
+    first
+        .request
+        .headers
+        .push((":path".to_owned(), b"/orders".to_vec()));
+    let Step::Forward(admission) = worker.on_request(&mut host, first, NOW) else {
+        panic!("admitted");
+    };
+    worker.apply_admission(&mut host, &admission);
+    assert_eq!(
+        host.take_effects(),
+        vec![
+            RequestEffect::Set("x-jwt-iss".into(), ISSUER.into()),
+            RequestEffect::Property("tokengate.provider".into(), "internal".into()),
+            RequestEffect::Property(
+                "tokengate.sub".into(),
+                "f3b6c1de-8c2a-4a43-9a8e-3c5f0d1a2b3c".into()
+            ),
+            RequestEffect::Property("tokengate.roles".into(), "offline_access user".into()),
+            RequestEffect::ClearRouteCache,
+        ]
+    );
+    assert_eq!(host.metric("tokengate.rule.api.allowed"), 1);
+    assert_eq!(host.metric("tokengate.provider.internal.allowed"), 1);
+    // A public request publishes nothing and strips the identity header.
+    let mut public = Waiter::new(
+        2,
+        crate::engine::Request::with_headers(vec![
+            (":path".to_owned(), b"/health".to_vec()),
+            ("x-jwt-iss".to_owned(), b"forged".to_vec()),
+        ]),
+    );
+    public.in_hand.clear();
+    let Step::Forward(admission) = worker.on_request(&mut host, public, NOW) else {
+        panic!("public");
+    };
+    worker.apply_admission(&mut host, &admission);
+    assert_eq!(
+        host.take_effects(),
+        vec![RequestEffect::Remove("x-jwt-iss".into())]
+    );
+    assert_eq!(host.metric("tokengate.rule.health.allowed"), 1);
+    // Refusals are counted per rule and per provider too.
+    let mut refused = request(3, &tamper_signature_of(&token("k1")));
+    refused
+        .request
+        .headers
+        .push((":path".to_owned(), b"/orders".to_vec()));
+    assert_eq!(status_of(&worker.on_request(&mut host, refused, NOW)), 401);
+    assert_eq!(host.metric("tokengate.rule.api.denied.bad_signature"), 1);
+    assert_eq!(
+        host.metric("tokengate.provider.internal.denied.bad_signature"),
+        1
+    );
+    assert_eq!(host.metric("tokengate.denied.bad_signature"), 1);
+}
+
+fn tamper_signature_of(token: &str) -> String {
+    crate::testkit::tamper_signature(token)
+}

@@ -195,6 +195,20 @@ unsafe extern "C" {
         return_token: *mut u32,
     ) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_call_foreign_function(
+        name_data: *const u8,
+        name_size: usize,
+        args_data: *const u8,
+        args_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
     fn proxy_get_property(
         path_data: *const u8,
         path_size: usize,
@@ -461,6 +475,34 @@ pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
         Status::NotFound => Ok(None),
         other => Err(other),
     }
+}
+
+/// Sets a host property of the effective context (one path segment).
+pub fn set_property(name: &str, value: &[u8]) -> Result<(), Status> {
+    // SAFETY: pointers and lengths of live slices.
+    Status::check(unsafe {
+        proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len())
+    })
+}
+
+/// Calls a host extension by name (Envoy: `clear_route_cache`, ...); returns its result bytes.
+pub fn call_foreign_function(name: &str, args: &[u8]) -> Result<Option<Vec<u8>>, Status> {
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: live name and argument slices; the host writes a pointer and a size through
+    // valid pointers.
+    let status = unsafe {
+        proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            args.as_ptr(),
+            args.len(),
+            &mut data,
+            &mut size,
+        )
+    };
+    Status::check(status)?;
+    // SAFETY: on success the host returned a block from proxy_on_memory_allocate, or null.
+    Ok(unsafe { take_returned(data, size) })
 }
 
 pub fn set_effective_context(context_id: u32) -> Result<(), Status> {

@@ -90,6 +90,16 @@ impl Host for ProxyWasm {
         abi::remove_map_value(MapType::HttpRequestHeaders, name).map_err(host_error)
     }
 
+    fn set_property(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        abi::set_property(name, value.as_bytes()).map_err(host_error)
+    }
+
+    fn clear_route_cache(&mut self) -> Result<(), HostError> {
+        abi::call_foreign_function("clear_route_cache", &[])
+            .map(|_| ())
+            .map_err(host_error)
+    }
+
     fn reply(&mut self, response: &DenyResponse) -> Result<(), HostError> {
         let headers: Vec<(&str, &str)> = response
             .headers

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use serde_json::{Map, Value};
 
-use crate::config::{ClaimHeader, Provider};
+use crate::config::Provider;
 use crate::rejection::{MalformedToken, Rejection};
 
 /// Forwarded header values longer than this are refused rather than sent upstream.
@@ -179,13 +179,26 @@ pub fn forwarded_values(
         .forward
         .claims_to_headers
         .iter()
-        .map(|rule| forwarded_value(rule, view))
+        .map(|rule| forwarded_value(&rule.claim, view))
         .collect()
 }
 
-fn forwarded_value(rule: &ClaimHeader, view: &ClaimView<'_>) -> Result<Option<String>, Rejection> {
+/// Values for the provider's `forward.filter_state.claims`, in configuration order.
+pub fn published_values(
+    provider: &Provider,
+    view: &ClaimView<'_>,
+) -> Result<Vec<Option<String>>, Rejection> {
+    provider
+        .forward
+        .published_claims
+        .iter()
+        .map(|published| forwarded_value(&published.claim, view))
+        .collect()
+}
+
+fn forwarded_value(claim: &ClaimPath, view: &ClaimView<'_>) -> Result<Option<String>, Rejection> {
     // jwt-compact keeps the time claims apart from the others.
-    let time_claim = match rule.claim.top_level() {
+    let time_claim = match claim.top_level() {
         Some("exp") => Some(view.exp),
         Some("nbf") => Some(view.nbf),
         Some("iat") => Some(view.iat),
@@ -193,7 +206,7 @@ fn forwarded_value(rule: &ClaimHeader, view: &ClaimView<'_>) -> Result<Option<St
     };
     let value = match time_claim {
         Some(Some(time)) => Some(time.to_string()),
-        _ => rule.claim.lookup(view.claims).and_then(render_claim),
+        _ => claim.lookup(view.claims).and_then(render_claim),
     };
     match value {
         Some(value) if !is_safe_header_value(&value) => Err(Rejection::UnforwardableClaim),

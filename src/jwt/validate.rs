@@ -19,7 +19,9 @@ use crate::jwks::{KeyLookup, KeySet};
 use crate::policy::facts::{FactCatalog, Facts};
 use crate::rejection::{MalformedToken, Rejection};
 
-use super::claims::{ClaimView, check_audience, check_issuer, check_token_type, forwarded_values};
+use super::claims::{
+    ClaimView, check_audience, check_issuer, check_token_type, forwarded_values, published_values,
+};
 
 /// What a verified token leaves behind: enough to admit it again from the cache, for any
 /// rule, without reading its claims again.
@@ -29,6 +31,8 @@ pub struct Verified {
     pub expires_at: Option<i64>,
     /// Values for `forward.claims_to_headers`, in configuration order; `None` = claim absent.
     pub forwarded: Vec<Option<String>>,
+    /// Values for `forward.filter_state.claims`, likewise.
+    pub published: Vec<Option<String>>,
     /// Which of the scopes and conditions the rules ask of this provider the token meets.
     pub facts: Facts,
     /// `sub`, if a string.
@@ -53,6 +57,7 @@ impl Verified {
         Ok(Verified {
             expires_at: view.exp,
             forwarded: forwarded_values(provider, view)?,
+            published: published_values(provider, view)?,
             facts: catalog.evaluate(view.claims)?,
             subject: string("sub"),
             session: string("sid"),
