@@ -125,6 +125,34 @@ pub fn start_gateway(
     })
 }
 
+/// [`start_gateway`], with the rendered config changed by `edit` first (for a test that needs
+/// a piece no load-tested template carries, such as an access log).
+pub fn start_gateway_edited(
+    dir: &Path,
+    spec: &GatewaySpec,
+    backend_port: u16,
+    idp_port: u16,
+    edit: impl FnOnce(&str) -> Result<String>,
+) -> Result<RunningGateway> {
+    let rendered = render_native(dir, spec, backend_port, idp_port)?;
+    let text = std::fs::read_to_string(&rendered.config_path)
+        .with_context(|| format!("reading {}", rendered.config_path.display()))?;
+    std::fs::write(&rendered.config_path, edit(&text)?)
+        .with_context(|| format!("writing {}", rendered.config_path.display()))?;
+    let envoy = Envoy::start(
+        &rendered.config_path,
+        rendered.topology.admin_port,
+        rendered.topology.listen_port,
+        &envoy_options(spec)?,
+        dir,
+    )?;
+    Ok(RunningGateway {
+        envoy,
+        config_path: rendered.config_path,
+        topology: rendered.topology,
+    })
+}
+
 /// Renders and starts a gateway that must refuse to start; returns Envoy's log.
 pub fn start_gateway_expecting_refusal(
     dir: &Path,

@@ -427,8 +427,13 @@ fn read_request(needs: &RequestNeeds) -> Result<Request, Status> {
         pairs.retain(|(header, _)| every_entry.contains(&header.as_str()));
         headers.extend(pairs);
     }
+    // Envoy 1.40 knows the route's name as `xds.route_name`; its older `route_name`
+    // attribute is empty while the request's filters run. Other hosts may offer either.
     let route = if needs.route {
-        abi::get_property(&["route_name"])?
+        match abi::get_property(&["xds", "route_name"]) {
+            Ok(Some(name)) if !name.is_empty() => Some(name),
+            _ => abi::get_property(&["route_name"])?,
+        }
     } else {
         None
     };
