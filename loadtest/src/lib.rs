@@ -5,6 +5,7 @@ pub mod compose;
 pub mod cpu;
 pub mod driver;
 pub mod envoy;
+pub mod flock;
 pub mod http;
 pub mod jwks_server;
 pub mod keycloak;

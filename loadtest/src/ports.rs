@@ -1,12 +1,12 @@
 //! Free loopback ports for servers started by tests and load runs.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
+
+use crate::flock::FileLock;
 
 /// How many times to ask the kernel for a port before giving up. The kernel
 /// may hand back a port we already gave out (its listener is closed by then),
@@ -19,8 +19,8 @@ fn handed_out() -> &'static Mutex<HashSet<u16>> {
     PORTS.get_or_init(|| Mutex::new(HashSet::new()))
 }
 
-fn claims() -> &'static Mutex<Vec<File>> {
-    static CLAIMS: OnceLock<Mutex<Vec<File>>> = OnceLock::new();
+fn claims() -> &'static Mutex<Vec<FileLock>> {
+    static CLAIMS: OnceLock<Mutex<Vec<FileLock>>> = OnceLock::new();
     CLAIMS.get_or_init(|| Mutex::new(Vec::new()))
 }
 
@@ -34,23 +34,18 @@ fn claim_across_processes(port: u16) -> bool {
     if std::fs::create_dir_all(&dir).is_err() {
         return true;
     }
-    let Ok(file) = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(port.to_string()))
-    else {
-        return true;
-    };
-    // SAFETY: flock on a descriptor we own; LOCK_NB never blocks.
-    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    if locked {
-        claims()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(file);
+    match FileLock::try_exclusive(&dir.join(port.to_string())) {
+        Ok(Some(lock)) => {
+            claims()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(lock);
+            true
+        }
+        Ok(None) => false,
+        // The lock file cannot be opened: no guard, but the port still works.
+        Err(_) => true,
     }
-    locked
 }
 
 /// Returns a TCP port on 127.0.0.1 that was free when checked, that this
