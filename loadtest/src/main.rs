@@ -44,7 +44,8 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         envoy_workers: u32,
     },
-    /// Start one Keycloak with the repo's realm and keep it running until Ctrl-C / SIGTERM.
+    /// Start one Keycloak with the repo's realms (keycloak/realm-*.json) and keep it running
+    /// until Ctrl-C / SIGTERM.
     Keycloak {
         /// Write `TOKENGATE_KEYCLOAK_URL=...` lines here once Keycloak is ready.
         #[arg(long)]
@@ -288,8 +289,15 @@ fn keycloak(env_file: Option<PathBuf>) -> Result<()> {
         std::fs::rename(&partial, &path)?;
     }
     print!("{text}");
-    if let Some(start) = keycloak.startup_duration() {
-        eprintln!("Keycloak ready in {start:.1?}; Ctrl-C or SIGTERM stops it");
+    if let (Some(preparation), Some(database), Some(start)) = (
+        keycloak.preparation_duration(),
+        keycloak.database_preparation_duration(),
+        keycloak.startup_duration(),
+    ) {
+        eprintln!(
+            "Keycloak ready in {start:.1?} after {preparation:.1?} of preparation (database \
+             {database:.1?}); Ctrl-C or SIGTERM stops it"
+        );
     }
     wait_for_shutdown()?;
     keycloak.stop()

@@ -1,4 +1,4 @@
-//! The tokengate realm in a real Keycloak: what its tokens look like, how
+//! The realms in a real Keycloak: what their tokens look like, how
 //! introspection and revocation behave, and that a restart keeps the keys.
 //!
 //! Fetches and builds Keycloak on first run (see `loadtest::keycloak`); set
@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use loadtest::keycloak::{
-    self, ALICE, API_AUDIENCE, ES256, GATEWAY, Keycloak, LOADTEST, SHORT_LIVED, USER_ROLE,
+    self, ADMIN_ROLE, ALICE, API_AUDIENCE, BOB, CAROL, ES256, GATEWAY, Keycloak, LOADTEST,
+    PARTNER_GATEWAY, PARTNER_LOADTEST, PARTNER_REALM, SHORT_LIVED, USER_ROLE,
 };
 use loadtest::paths;
 use serde_json::Value;
@@ -21,10 +22,14 @@ fn shared() -> Result<&'static Keycloak> {
     let kc = keycloak::shared()?;
     let waited = started.elapsed();
     if waited > Duration::from_secs(1) {
-        match (kc.preparation_duration(), kc.startup_duration()) {
-            (Some(preparation), Some(start)) => eprintln!(
-                "shared Keycloak at {} ready after {waited:.1?}: preparation (fetch/unpack/build) \
-                 {preparation:.1?}, start {start:.1?}",
+        match (
+            kc.preparation_duration(),
+            kc.database_preparation_duration(),
+            kc.startup_duration(),
+        ) {
+            (Some(preparation), Some(database), Some(start)) => eprintln!(
+                "shared Keycloak at {} ready after {waited:.1?}: preparation {preparation:.1?} \
+                 (of which the database {database:.1?}), start {start:.1?}",
                 kc.base_url()
             ),
             _ => eprintln!(
@@ -126,11 +131,98 @@ async fn password_grant_for_alice_carries_the_user_role() -> Result<()> {
     assert!(aud.iter().any(|a| a == API_AUDIENCE), "aud: {aud:?}");
     assert!(aud.iter().any(|a| a == GATEWAY.id), "aud: {aud:?}");
 
+    assert!(!roles.contains(&ADMIN_ROLE), "alice is no admin: {roles:?}");
+
     let wrong = kc
         .client()
         .password_grant(LOADTEST.id, LOADTEST.secret, ALICE.username, "wrong")
         .await;
     assert!(wrong.is_err(), "a wrong password was accepted");
+    Ok(())
+}
+
+#[tokio::test]
+async fn password_grant_for_carol_carries_the_admin_role() -> Result<()> {
+    let kc = shared()?;
+    let token = kc
+        .client()
+        .password_grant(LOADTEST.id, LOADTEST.secret, CAROL.username, CAROL.password)
+        .await?;
+    let jwt = keycloak::decode_unverified(&token.access_token)?;
+    let roles = strings(&jwt.payload["realm_access"]["roles"]);
+    assert!(roles.contains(&ADMIN_ROLE), "roles: {roles:?}");
+    assert!(roles.contains(&USER_ROLE), "roles: {roles:?}");
+    assert_eq!(jwt.payload["preferred_username"], CAROL.username);
+    Ok(())
+}
+
+/// The partner realm signs with ES256 by default: client credentials and password grants,
+/// the API audience, introspection by its own gateway client, and no RSA signing key.
+#[tokio::test]
+async fn partner_realm_issues_es256_tokens_for_the_api() -> Result<()> {
+    let kc = shared()?;
+    let client = kc.realm_client(PARTNER_REALM);
+    assert_eq!(client.issuer(), kc.realm_issuer(PARTNER_REALM));
+    let service = client
+        .client_credentials(PARTNER_LOADTEST.id, PARTNER_LOADTEST.secret)
+        .await?;
+    let bob = client
+        .password_grant(
+            PARTNER_LOADTEST.id,
+            PARTNER_LOADTEST.secret,
+            BOB.username,
+            BOB.password,
+        )
+        .await?;
+    let jwks = client.jwks().await?;
+    let keys = jwks["keys"].as_array().context("JWKS has no keys")?;
+    assert!(
+        !keys.iter().any(|k| k["kty"] == "RSA" && k["use"] == "sig"),
+        "the partner realm has an RSA signing key: {jwks}"
+    );
+    for (what, token) in [("service account", &service), ("bob", &bob)] {
+        let jwt = keycloak::decode_unverified(&token.access_token)?;
+        assert_eq!(jwt.header["alg"], "ES256", "{what}: {}", jwt.header);
+        let kid = jwt.header["kid"].as_str().context("no kid")?;
+        let key = keys
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .with_context(|| format!("{what}: kid {kid} not in {jwks}"))?;
+        assert_eq!(key["crv"], "P-256");
+        assert_eq!(jwt.payload["iss"], kc.realm_issuer(PARTNER_REALM));
+        let aud = audiences(&jwt.payload);
+        assert!(aud.iter().any(|a| a == API_AUDIENCE), "{what}: aud {aud:?}");
+        assert!(
+            aud.iter().any(|a| a == PARTNER_GATEWAY.id),
+            "{what}: aud {aud:?}"
+        );
+        let active = client
+            .introspect(
+                &token.access_token,
+                PARTNER_GATEWAY.id,
+                PARTNER_GATEWAY.secret,
+            )
+            .await?;
+        assert_eq!(active["active"], true, "{what}: {active}");
+    }
+    let jwt = keycloak::decode_unverified(&bob.access_token)?;
+    assert_eq!(jwt.payload["preferred_username"], BOB.username);
+    assert!(strings(&jwt.payload["realm_access"]["roles"]).contains(&USER_ROLE));
+
+    // The realms are separate IdPs: the first realm's gateway secret does not work here, and
+    // the first realm does not know the partner's tokens.
+    let wrong_secret = client
+        .introspect(&bob.access_token, GATEWAY.id, GATEWAY.secret)
+        .await;
+    assert!(
+        wrong_secret.is_err(),
+        "the first realm's gateway secret was accepted"
+    );
+    let foreign = kc
+        .client()
+        .introspect(&bob.access_token, GATEWAY.id, GATEWAY.secret)
+        .await?;
+    assert_eq!(foreign["active"], false, "{foreign}");
     Ok(())
 }
 
@@ -289,6 +381,12 @@ async fn restart_keeps_keys_so_earlier_tokens_stay_valid() -> Result<()> {
         .await?;
     let jwks_before = client.jwks().await?;
     let port = kc.port();
+    // The database was prepared by another Keycloak on other ports; the issuer follows this
+    // instance's port all the same.
+    assert_eq!(
+        keycloak::decode_unverified(&before.access_token)?.payload["iss"],
+        format!("http://127.0.0.1:{port}/realms/{}", keycloak::REALM)
+    );
 
     kc.stop()?;
     assert!(!kc.is_running());
