@@ -5,7 +5,6 @@
 //! shared test Keycloak is used by many tests at once: change only instances of your own.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -17,14 +16,18 @@ use super::realm::{ADMIN_PASSWORD, ADMIN_USERNAME};
 /// The master realm's admin tokens live 60 s; take a new one when less than this is left.
 const TOKEN_MARGIN: Duration = Duration::from_secs(15);
 const KEY_PROVIDER_TYPE: &str = "org.keycloak.keys.KeyProvider";
+/// Logins that time out are tried again this many times in all. The first password check
+/// after a start can take longer than a request's 10 s on busy cores (cold JIT, Argon2).
+const LOGIN_ATTEMPTS: u32 = 4;
 
-/// An admin API client for the Keycloak at a base URL. Cheap to create; it logs in (password
-/// grant through the master realm's public `admin-cli` client) on first use and again when
-/// its token is about to expire.
+/// An admin API client for the Keycloak at a base URL. It logs in (password grant through
+/// the master realm's public `admin-cli` client) on first use and again when its token is
+/// about to expire; concurrent calls share one login. [`super::Keycloak::admin`] keeps one
+/// per Keycloak.
 #[derive(Debug)]
 pub struct AdminClient {
     base_url: String,
-    token: Mutex<Option<(String, Instant)>>,
+    token: tokio::sync::Mutex<Option<(String, Instant)>>,
 }
 
 /// One key of a realm, as `GET /admin/realms/{realm}/keys` lists it.
@@ -72,7 +75,7 @@ impl AdminClient {
     pub fn new(base_url: &str) -> Self {
         Self {
             base_url: base_url.trim_end_matches('/').to_string(),
-            token: Mutex::new(None),
+            token: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -254,11 +257,32 @@ impl AdminClient {
 
     /// An admin access token, from the cache or a new login.
     async fn token(&self) -> Result<String> {
-        if let Some((token, expires)) = self.cached_token()
-            && Instant::now() + TOKEN_MARGIN < expires
+        // Held across the login, so concurrent callers wait for one login instead of each
+        // making their own.
+        let mut cached = self.token.lock().await;
+        if let Some((token, expires)) = cached.as_ref()
+            && Instant::now() + TOKEN_MARGIN < *expires
         {
-            return Ok(token);
+            return Ok(token.clone());
         }
+        let mut attempt = 1;
+        let (token, expires) = loop {
+            match self.login().await {
+                Ok(login) => break login,
+                Err(e)
+                    if attempt < LOGIN_ATTEMPTS && e.downcast_ref::<LoginRefused>().is_none() =>
+                {
+                    eprintln!("keycloak admin login attempt {attempt} failed, trying again: {e:#}");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        *cached = Some((token.clone(), expires));
+        Ok(token)
+    }
+
+    async fn login(&self) -> Result<(String, Instant)> {
         let url = format!(
             "{}/realms/master/protocol/openid-connect/token",
             self.base_url
@@ -280,11 +304,11 @@ impl AdminClient {
         )
         .await?;
         if response.status != 200 {
-            bail!(
+            return Err(anyhow::Error::new(LoginRefused(format!(
                 "admin login as {ADMIN_USERNAME} at {url} answered {}: {}",
                 response.status,
                 response.text()
-            );
+            ))));
         }
         let answer = response.json()?;
         let token = answer["access_token"]
@@ -292,15 +316,21 @@ impl AdminClient {
             .with_context(|| format!("admin login answer has no access_token: {answer}"))?
             .to_string();
         let lifetime = Duration::from_secs(answer["expires_in"].as_u64().unwrap_or(60));
-        *self.token.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((token.clone(), requested + lifetime));
-        Ok(token)
-    }
-
-    fn cached_token(&self) -> Option<(String, Instant)> {
-        self.token.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        Ok((token, requested + lifetime))
     }
 }
+
+/// Keycloak answered the login, and not with a token: trying again will not help.
+#[derive(Debug)]
+struct LoginRefused(String);
+
+impl std::fmt::Display for LoginRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LoginRefused {}
 
 /// The `id` of the entry of `list` whose `field` is exactly `value` (Keycloak's searches may
 /// match more loosely).

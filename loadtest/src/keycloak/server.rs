@@ -37,6 +37,7 @@ pub struct Keycloak {
     base_url: String,
     management_url: Option<String>,
     managed: Option<Managed>,
+    admin: OnceLock<AdminClient>,
 }
 
 #[derive(Debug)]
@@ -85,6 +86,7 @@ impl Keycloak {
             base_url: managed.launch.base_url(),
             management_url: Some(managed.launch.management_url()),
             managed: Some(managed),
+            admin: OnceLock::new(),
         })
     }
 
@@ -103,6 +105,7 @@ impl Keycloak {
             base_url,
             management_url: management_url.map(|u| u.trim_end_matches('/').to_string()),
             managed: None,
+            admin: OnceLock::new(),
         };
         let deadline = Instant::now() + EXTERNAL_READY_TIMEOUT;
         loop {
@@ -190,9 +193,10 @@ impl Keycloak {
         KeycloakClient::for_realm(&self.base_url, realm)
     }
 
-    /// The admin REST API, as the master realm's bootstrap admin.
-    pub fn admin(&self) -> AdminClient {
-        AdminClient::new(&self.base_url)
+    /// The admin REST API, as the master realm's bootstrap admin: one client (and login)
+    /// for every caller.
+    pub fn admin(&self) -> &AdminClient {
+        self.admin.get_or_init(|| AdminClient::new(&self.base_url))
     }
 
     /// Whether this Keycloak was started here (and so can be stopped and
