@@ -35,6 +35,8 @@ pub(super) const BUILD_OPTIONS: &[&str] = &["--db=dev-file", "--health-enabled=t
 const DEFAULT_HEAP: &str = "-Xms64m -Xmx512m";
 /// `kc.sh build` takes about 40 s on two idle cores and several minutes on busy ones.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
+/// The zip is 177 MB; Maven Central serves it in well under a minute here.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The machine's cache for Keycloak: `$TOKENGATE_CACHE_DIR` if set, else
 /// `$HOME/.cache/tokengate` (`<repo>/.cache` without a `HOME`). Shared by every checkout on
@@ -211,23 +213,33 @@ fn fetch_zip(cache: &Path) -> Result<PathBuf> {
     let partial = downloads.join(format!(".partial-{}", std::process::id()));
     let _ = fs::remove_dir_all(&partial);
     crate::paths::ensure_dir(&partial)?;
-    let output = Command::new("mvn")
-        .arg("-q")
-        .arg("-B")
-        .arg("dependency:copy")
-        .arg(format!(
-            "-Dartifact=org.keycloak:keycloak-quarkus-dist:{VERSION}:zip"
-        ))
-        .arg(format!("-DoutputDirectory={}", partial.display()))
-        .output()
-        .context("running mvn")?;
-    if !output.status.success() {
+    let mvn = find_on_path("mvn").context("mvn left PATH")?;
+    let fetch = ManagedProcess::spawn(
+        ProcessSpec::new(&format!("keycloak-{VERSION}-fetch"), mvn, &downloads)
+            .arg("-q")
+            .arg("-B")
+            .arg("dependency:copy")
+            .arg(format!(
+                "-Dartifact=org.keycloak:keycloak-quarkus-dist:{VERSION}:zip"
+            ))
+            .arg(format!("-DoutputDirectory={}", partial.display())),
+    )
+    .context("running mvn")?;
+    let failure = match fetch.wait_exit(FETCH_TIMEOUT) {
+        Some(status) if status.success() => None,
+        Some(status) => Some(describe_status(status)),
+        None => {
+            let _ = fetch.stop(STOP_GRACE);
+            Some(format!("not done within {FETCH_TIMEOUT:?}"))
+        }
+    };
+    if let Some(failure) = failure {
         let _ = fs::remove_dir_all(&partial);
         bail!(
-            "mvn could not fetch org.keycloak:keycloak-quarkus-dist:{VERSION}:zip ({}):\n{}{}",
-            describe_status(output.status),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+            "mvn could not fetch org.keycloak:keycloak-quarkus-dist:{VERSION}:zip ({failure}); \
+             log {}:\n{}",
+            fetch.log_path().display(),
+            fetch.log_tail(LOG_TAIL_LINES)
         );
     }
     let fetched = partial.join(&name);

@@ -453,7 +453,10 @@ impl Launch {
                     continue;
                 }
                 Verdict::Stalled { phase, idle } => format!(
-                    "stalled while {phase}: no new log line and under 10 % of a core for {idle:.0?}"
+                    "stalled while {phase}: no new log line and under {:?} of CPU per {:?} \
+                     for {idle:.0?}",
+                    super::readiness::CPU_BUSY,
+                    super::readiness::CPU_WINDOW,
                 ),
                 Verdict::TooLong { phase } => format!(
                     "still {phase} after {:.0?}, the overall bound",
