@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use super::realm::REALM;
 
@@ -12,7 +12,10 @@ use super::realm::REALM;
 #[derive(Debug, Clone, Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
-    /// Seconds until the access token expires.
+    /// Seconds until the access token expires, as Keycloak counted when answering: 0 if it
+    /// had expired by then (Keycloak sends a negative number when answering took longer than
+    /// the token's life, as for the 2-second client on busy cores).
+    #[serde(deserialize_with = "seconds_left")]
     pub expires_in: u64,
     pub token_type: String,
     #[serde(default)]
@@ -23,6 +26,11 @@ pub struct TokenResponse {
     pub refresh_expires_in: Option<u64>,
     #[serde(default)]
     pub id_token: Option<String>,
+}
+
+fn seconds_left<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let seconds = i64::deserialize(deserializer)?;
+    Ok(u64::try_from(seconds).unwrap_or(0))
 }
 
 /// Calls one realm's OAuth endpoints. Each call opens its own
@@ -313,6 +321,21 @@ mod tests {
         assert!(decode_unverified("a.b").is_err());
         assert!(decode_unverified("a.b.c.d.e").is_err());
         assert!(decode_unverified(&format!("{header}.!!!.sig")).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn an_expired_token_has_no_seconds_left() -> Result<()> {
+        let parse = |expires_in: &str| -> Result<u64> {
+            let text = format!(
+                r#"{{"access_token":"t","expires_in":{expires_in},"token_type":"Bearer"}}"#
+            );
+            Ok(serde_json::from_str::<TokenResponse>(&text)?.expires_in)
+        };
+        assert_eq!(parse("300")?, 300);
+        assert_eq!(parse("0")?, 0);
+        assert_eq!(parse("-1")?, 0);
+        assert!(parse("\"x\"").is_err());
         Ok(())
     }
 

@@ -105,6 +105,12 @@ pub const BOB: User = User {
     password: "bob-password",
 };
 
+/// Per realm, a client that mints tokens and the gateway client that introspects them.
+pub const MINTING_CLIENTS: &[(&str, Client, Client)] = &[
+    (REALM, LOADTEST, GATEWAY),
+    (PARTNER_REALM, PARTNER_LOADTEST, PARTNER_GATEWAY),
+];
+
 /// The master realm's administrator in instances started here (bootstrap admin).
 pub const ADMIN_USERNAME: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "admin";

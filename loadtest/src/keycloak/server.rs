@@ -14,7 +14,7 @@ use super::database::{self, PreparedDatabase};
 use super::distribution::{BUILD_OPTIONS, cache_dir, ensure_built, java_env};
 use super::java::java_home;
 use super::readiness::{GroupCpu, LogFollower, Observed, Verdict, Watch};
-use super::realm::{ADMIN_PASSWORD, ADMIN_USERNAME, REALM};
+use super::realm::{ADMIN_PASSWORD, ADMIN_USERNAME, MINTING_CLIENTS, REALM};
 use super::{LOG_TAIL_LINES, STOP_GRACE, non_empty_env};
 use crate::process::{ManagedProcess, ProcessSpec, describe_status};
 
@@ -27,6 +27,8 @@ pub const MANAGEMENT_URL_ENV: &str = "TOKENGATE_KEYCLOAK_MANAGEMENT_URL";
 /// waited for it already).
 const EXTERNAL_READY_TIMEOUT: Duration = Duration::from_secs(240);
 const READY_POLL: Duration = Duration::from_millis(250);
+/// How long the warm-up after a start may take, in all.
+const WARM_UP_BUDGET: Duration = Duration::from_secs(90);
 const DROP_GRACE: Duration = Duration::from_secs(10);
 const PROCESS_NAME: &str = "keycloak";
 
@@ -317,6 +319,21 @@ impl Managed {
             self.launch.check_realm(realm)?;
         }
         *lock(&self.startup) = started.elapsed();
+        let warming = Instant::now();
+        match warm_up(&self.launch.base_url(), &self.realms) {
+            Ok(()) => eprintln!(
+                "keycloak :{} ready in {:.1?}, warmed up in {:.1?}",
+                self.launch.http_port,
+                *lock(&self.startup),
+                warming.elapsed()
+            ),
+            // Not fatal: a test that needs Keycloak to answer will say what failed.
+            Err(e) => eprintln!(
+                "keycloak :{} ready, but warming up failed after {:.1?}: {e:#}",
+                self.launch.http_port,
+                warming.elapsed()
+            ),
+        }
         Ok(())
     }
 
@@ -484,6 +501,54 @@ impl Launch {
         }
         Ok(())
     }
+}
+
+/// Takes the cost of the first requests after a start (cold JIT, keys and caches loaded on
+/// first use): on busy cores the first token request after a start took over 10 s, and the
+/// first introspection after a restart over 2 s (a gateway's timeout), while later ones take
+/// milliseconds. Mints one token and introspects it per realm that has minting clients,
+/// trying again (the abandoned request still warms Keycloak) for up to [`WARM_UP_BUDGET`].
+/// Runs on a thread with its own runtime, since callers may be inside one.
+fn warm_up(base_url: &str, realms: &[String]) -> Result<()> {
+    let base_url = base_url.to_string();
+    let realms = realms.to_vec();
+    let thread = std::thread::spawn(move || -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("a runtime for the warm-up")?;
+        let deadline = Instant::now() + WARM_UP_BUDGET;
+        runtime.block_on(async {
+            loop {
+                match warm_up_once(&base_url, &realms).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) if Instant::now() >= deadline => return Err(e),
+                    Err(_) => tokio::time::sleep(READY_POLL).await,
+                }
+            }
+        })
+    });
+    thread
+        .join()
+        .map_err(|_| anyhow!("the warm-up thread panicked"))?
+}
+
+async fn warm_up_once(base_url: &str, realms: &[String]) -> Result<()> {
+    for (realm, minter, gateway) in MINTING_CLIENTS {
+        if !realms.iter().any(|r| r == realm) {
+            continue;
+        }
+        let client = KeycloakClient::for_realm(base_url, realm);
+        let token = client
+            .client_credentials(minter.id, minter.secret)
+            .await
+            .with_context(|| format!("minting in realm {realm}"))?;
+        client
+            .introspect(&token.access_token, gateway.id, gateway.secret)
+            .await
+            .with_context(|| format!("introspecting in realm {realm}"))?;
+    }
+    Ok(())
 }
 
 /// A fresh Keycloak home: symlinks onto everything in the distribution but
