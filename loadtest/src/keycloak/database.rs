@@ -10,7 +10,7 @@
 //! # What the key covers
 //!
 //! The Keycloak version, the build options, the bootstrap admin, the preparation's own
-//! version ([`FORMAT`]) and every realm file, name and content
+//! version (`FORMAT`) and every realm file, name and content
 //! ([`super::realm::realm_files`]). Editing, adding or removing a realm file picks a new key,
 //! so a stale database is never used; old ones stay until the cache is cleared.
 //!
