@@ -84,7 +84,7 @@ pub fn check(compose_file: &Path, repo_root: &Path) -> Result<Vec<String>> {
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let envoy_version = envoy_version(repo_root)?;
-    let realm = repo_root.join(crate::keycloak::REALM_FILE);
+    let realms = crate::keycloak::realm_files_in(&repo_root.join(crate::keycloak::REALM_DIR))?;
     let mut problems = Vec::new();
     for gateway in &gateways {
         let config = match resolved(compose_file, gateway)? {
@@ -130,7 +130,7 @@ pub fn check(compose_file: &Path, repo_root: &Path) -> Result<Vec<String>> {
             }
         }
 
-        // Keycloak: the pinned version, the repo's realm.
+        // Keycloak: the pinned version, every realm of the repo.
         let keycloak = &services["keycloak"];
         let image = keycloak["image"].as_str().unwrap_or_default();
         if image != format!("quay.io/keycloak/keycloak:{}", crate::keycloak::VERSION) {
@@ -139,11 +139,13 @@ pub fn check(compose_file: &Path, repo_root: &Path) -> Result<Vec<String>> {
                 crate::keycloak::VERSION
             ));
         }
-        let realm_mounted = volumes(keycloak).iter().any(|(source, target)| {
-            Path::new(source) == realm && target.starts_with("/opt/keycloak/data/import/")
-        });
-        if !realm_mounted {
-            problem(format!("keycloak does not import {}", realm.display()));
+        for realm in &realms {
+            let realm_mounted = volumes(keycloak).iter().any(|(source, target)| {
+                Path::new(source) == realm && target.starts_with("/opt/keycloak/data/import/")
+            });
+            if !realm_mounted {
+                problem(format!("keycloak does not import {}", realm.display()));
+            }
         }
 
         // Envoy: the tested version, the config rendered for this gateway, the filter beside it.
