@@ -5,6 +5,7 @@ pub mod compose;
 pub mod cpu;
 pub mod driver;
 pub mod envoy;
+pub mod host_cases;
 pub mod http;
 pub mod jwks_server;
 pub mod keycloak;
