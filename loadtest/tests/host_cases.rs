@@ -8,7 +8,7 @@
 //! (`scripts/test-hosts`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -83,7 +83,7 @@ struct Gateway {
 
 impl Gateway {
     fn start(
-        wasm: &PathBuf,
+        wasm: &Path,
         template: &Value,
         config: &Value,
         workers: u32,
@@ -97,7 +97,7 @@ impl Gateway {
             server.start()?;
         }
         let spec = GatewaySpec::new("jwt")
-            .wasm(wasm.clone())
+            .wasm(wasm.to_path_buf())
             .patch(replacement_patch(template, config))
             .concurrency(workers);
         let envoy = start_gateway(&dir, &spec, backend_addr.port(), server.port())?;
@@ -379,10 +379,10 @@ async fn run_case(gateway: &mut Gateway, concrete: &Concrete, case: &Case) -> Re
     Ok(())
 }
 
-fn bad_config(wasm: &PathBuf, template: &Value, bad: &BadConfig) -> Result<()> {
+fn bad_config(wasm: &Path, template: &Value, bad: &BadConfig) -> Result<()> {
     let dir = loadtest::paths::run_dir("host-cases-bad");
     let spec = GatewaySpec::new("jwt")
-        .wasm(wasm.clone())
+        .wasm(wasm.to_path_buf())
         .patch(replacement_patch(template, &bad.config));
     let log = start_gateway_expecting_refusal(&dir, &spec, 9, 9)?;
     if !log.contains(&bad.log) {
