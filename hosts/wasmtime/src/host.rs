@@ -547,14 +547,14 @@ impl World {
             let action = scope.on_request_headers(stream, 0, true)?;
             Ok((stream, action))
         })?;
-        if action == proxy_wasm_host::abi::v0_2_1::types::Action::Continue {
-            if let Some(state) = self
+        // Continue from the callback itself: the request goes on (unless it was answered).
+        if action == proxy_wasm_host::abi::v0_2_1::types::Action::Continue
+            && let Some(state) = self
                 .requests
                 .as_mut()
                 .and_then(|r| r.0.get_mut(&(guest_id, stream)))
-            {
-                state.outcome.get_or_insert(Outcome::Continued);
-            }
+        {
+            state.outcome.get_or_insert(Outcome::Continued);
         }
         self.settle()?;
         let state = self
