@@ -193,7 +193,7 @@ class HostCasesTest {
 
     static void runCase(JsonNode item) throws Exception {
         ChicoryWorld world = new ChicoryWorld();
-        Iterator<Map.Entry<String, JsonNode>> idp = item.path("idp").fields();
+        Iterator<Map.Entry<String, JsonNode>> idp = item.path("idp").properties().iterator();
         while (idp.hasNext()) {
             Map.Entry<String, JsonNode> answer = idp.next();
             world.idp.put(answer.getKey(), answer.getValue());
@@ -209,7 +209,7 @@ class HostCasesTest {
                 index++;
             }
             String log = world.logText();
-            Iterator<Map.Entry<String, JsonNode>> tokens = cases.path("tokens").fields();
+            Iterator<Map.Entry<String, JsonNode>> tokens = cases.path("tokens").properties().iterator();
             while (tokens.hasNext()) {
                 Map.Entry<String, JsonNode> token = tokens.next();
                 String text = token.getValue().asText();
@@ -234,7 +234,7 @@ class HostCasesTest {
             }
             outcome = world.request(request.path("path").asText(), headers);
         } else if (step.has("idp")) {
-            Iterator<Map.Entry<String, JsonNode>> answers = step.path("idp").fields();
+            Iterator<Map.Entry<String, JsonNode>> answers = step.path("idp").properties().iterator();
             while (answers.hasNext()) {
                 Map.Entry<String, JsonNode> answer = answers.next();
                 world.idp.put(answer.getKey(), answer.getValue());
@@ -252,7 +252,7 @@ class HostCasesTest {
         }
         Map<String, Long> after = world.metrics.snapshot();
         Set<String> names = new TreeSet<>(after.keySet());
-        Iterator<Map.Entry<String, JsonNode>> metrics = expect.path("metrics").fields();
+        Iterator<Map.Entry<String, JsonNode>> metrics = expect.path("metrics").properties().iterator();
         Set<String> listed = new TreeSet<>();
         while (metrics.hasNext()) {
             Map.Entry<String, JsonNode> metric = metrics.next();
@@ -272,7 +272,7 @@ class HostCasesTest {
                 problems.add(name + " moved by " + delta + " (not expected)");
             }
         }
-        Iterator<Map.Entry<String, JsonNode>> gauges = expect.path("gauges").fields();
+        Iterator<Map.Entry<String, JsonNode>> gauges = expect.path("gauges").properties().iterator();
         while (gauges.hasNext()) {
             Map.Entry<String, JsonNode> gauge = gauges.next();
             long value = after.getOrDefault(gauge.getKey(), 0L);
@@ -280,7 +280,7 @@ class HostCasesTest {
                 problems.add("gauge " + gauge.getKey() + " is " + value + ", expected " + gauge.getValue());
             }
         }
-        Iterator<Map.Entry<String, JsonNode>> calls = expect.path("idp_calls").fields();
+        Iterator<Map.Entry<String, JsonNode>> calls = expect.path("idp_calls").properties().iterator();
         while (calls.hasNext()) {
             Map.Entry<String, JsonNode> call = calls.next();
             long got = world.idpCalls.getOrDefault(call.getKey(), 0L) - callsBefore.getOrDefault(call.getKey(), 0L);
@@ -319,7 +319,7 @@ class HostCasesTest {
                 return;
             }
             JsonNode expected = expect.path("continue");
-            Iterator<Map.Entry<String, JsonNode>> upstream = expected.path("upstream").fields();
+            Iterator<Map.Entry<String, JsonNode>> upstream = expected.path("upstream").properties().iterator();
             while (upstream.hasNext()) {
                 Map.Entry<String, JsonNode> header = upstream.next();
                 List<String> got = values(outcome.upstream, header.getKey());
