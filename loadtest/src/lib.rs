@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod driver;
 pub mod envoy;
 pub mod flock;
+pub mod host_cases;
 pub mod http;
 pub mod jwks_server;
 pub mod keycloak;

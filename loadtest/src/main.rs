@@ -51,6 +51,16 @@ enum Command {
         #[arg(long)]
         env_file: Option<PathBuf>,
     },
+    /// Generate the concrete host cases (tokens minted now, placeholders resolved) from the
+    /// table every host tier runs (`hosts/cases.json`; see hosts/README.md).
+    HostCases {
+        /// The table.
+        #[arg(long)]
+        table: Option<PathBuf>,
+        /// Where to write the concrete cases (JSON).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Render gateway templates for an environment.
     Render {
         /// Gateways to render, comma-separated; all when omitted.
@@ -166,6 +176,7 @@ fn main() -> ExitCode {
             envoy_workers,
         } => up(&gateway, envoy_workers),
         Command::Keycloak { env_file } => keycloak(env_file),
+        Command::HostCases { table, out } => host_cases(table, &out),
         Command::Render {
             gateway,
             profile,
@@ -181,6 +192,24 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn host_cases(table: Option<PathBuf>, out: &std::path::Path) -> Result<()> {
+    let table = table.unwrap_or_else(|| loadtest::paths::repo_root().join("hosts/cases.json"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the clock is before 1970")?
+        .as_secs();
+    let concrete = loadtest::host_cases::generate_file(&table, i64::try_from(now)?)?;
+    let text = serde_json::to_string_pretty(&concrete)?;
+    std::fs::write(out, text).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "{} cases, {} bad configurations -> {}",
+        concrete.cases.len(),
+        concrete.bad_configs.len(),
+        out.display()
+    );
+    Ok(())
 }
 
 fn run(args: RunArgs) -> ExitCode {

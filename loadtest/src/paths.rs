@@ -58,6 +58,24 @@ pub fn wasm_path() -> Result<PathBuf> {
     )
 }
 
+/// The portable build of the filter (no SIMD; `scripts/build-filter portable`):
+/// `TOKENGATE_PORTABLE_WASM` if set, else `portable/wasm32-wasip1/release/tokengate.wasm` under
+/// the target directory.
+pub fn portable_wasm_path() -> Result<PathBuf> {
+    let path = match non_empty_env("TOKENGATE_PORTABLE_WASM") {
+        Some(p) => PathBuf::from(p),
+        None => target_dir().join("portable/wasm32-wasip1/release/tokengate.wasm"),
+    };
+    if path.is_file() {
+        return Ok(path);
+    }
+    bail!(
+        "portable tokengate filter not found at {}; build it with \
+         `scripts/build-filter portable` (or set TOKENGATE_PORTABLE_WASM)",
+        path.display()
+    )
+}
+
 /// The Envoy Wasm runtime to run the filter on.
 pub fn wasm_runtime() -> String {
     non_empty_env("TOKENGATE_WASM_RUNTIME").unwrap_or_else(|| "envoy.wasm.runtime.v8".to_string())

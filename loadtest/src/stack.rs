@@ -24,6 +24,8 @@ pub struct GatewaySpec {
     pub concurrency: u32,
     /// `--component-log-level`, e.g. `wasm:debug`.
     pub component_log_level: Option<String>,
+    /// The filter build to load; default [`crate::paths::wasm_path`] (the fast build).
+    pub wasm: Option<PathBuf>,
 }
 
 impl GatewaySpec {
@@ -33,7 +35,14 @@ impl GatewaySpec {
             plugin_patch: None,
             concurrency: 1,
             component_log_level: None,
+            wasm: None,
         }
+    }
+
+    /// Loads this filter file instead of the default build.
+    pub fn wasm(mut self, path: PathBuf) -> GatewaySpec {
+        self.wasm = Some(path);
+        self
     }
 
     pub fn patch(mut self, patch: Value) -> GatewaySpec {
@@ -72,7 +81,10 @@ pub fn render_native(
     backend_port: u16,
     idp_port: u16,
 ) -> Result<RenderedGateway> {
-    let wasm = crate::paths::wasm_path()?;
+    let wasm = match &spec.wasm {
+        Some(path) => path.clone(),
+        None => crate::paths::wasm_path()?,
+    };
     let mut topology = Topology::native(
         free_port()?,
         free_port()?,

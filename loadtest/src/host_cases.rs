@@ -1,0 +1,805 @@
+//! The host-independent table of cases (`hosts/cases.json`) and its concrete form.
+//!
+//! The table holds token *specs* and placeholders; [`generate`] mints the tokens with the
+//! test keys (`tokengate::testkit`), resolves configuration bases, times relative to now and
+//! JWKS documents, checks every configuration against the filter's own parser, and returns
+//! [`Concrete`]: plain requests and expected answers that every host tier reads the same way
+//! (the Envoy tier here, the wasmtime and Chicory tiers under `hosts/`). The format is described
+//! in `hosts/README.md`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value, json};
+use tokengate::algorithm::Algorithm;
+use tokengate::testkit::{TestKey, TokenSpec, jwks, sign_raw, tamper_signature};
+
+use crate::render::merge_patch;
+
+/// What a case may need from a host beyond plain request callbacks. Each tier declares the
+/// ones it supports; a case needing anything else is reported as unsupported, never passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Need {
+    /// The host's clock (`proxy_get_current_time_nanoseconds`) is the wall clock.
+    Clock,
+    /// `proxy_http_call`, answered as the case's `idp` block says.
+    HttpCall,
+    /// `proxy_on_tick` at the period the plugin asked for.
+    Tick,
+    /// Two VMs of one plugin sharing shared data.
+    TwoVms,
+    /// Two plugin configurations (root contexts) in one VM.
+    TwoRoots,
+}
+
+impl Need {
+    /// The name the table uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Need::Clock => "clock",
+            Need::HttpCall => "http_call",
+            Need::Tick => "tick",
+            Need::TwoVms => "two_vms",
+            Need::TwoRoots => "two_roots",
+        }
+    }
+}
+
+/// The generated file every tier runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Concrete {
+    /// Unix seconds the tokens' times are relative to.
+    pub generated_at: i64,
+    pub issuer: String,
+    /// Plugin configurations by name, as JSON objects.
+    pub configs: BTreeMap<String, Value>,
+    pub bad_configs: Vec<BadConfig>,
+    pub cases: Vec<Case>,
+    /// Every minted token by name: no tier's log may contain one.
+    pub tokens: BTreeMap<String, String>,
+}
+
+/// A configuration `proxy_on_configure` must refuse, naming `field` in the log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BadConfig {
+    pub name: String,
+    pub config: Value,
+    pub field: String,
+    /// The log line's expected text.
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub name: String,
+    /// The plugin configuration (name in `configs`); with `roots`, the first root's.
+    pub config: String,
+    /// Part of the short run (the portable build in Envoy).
+    #[serde(default)]
+    pub short: bool,
+    #[serde(default)]
+    pub needs: Vec<Need>,
+    /// Needs a plugin instance of its own (a tier may otherwise share one per configuration).
+    #[serde(default)]
+    pub fresh: bool,
+    /// VMs of the plugin (1 or 2); requests name theirs with `vm`.
+    #[serde(default = "one")]
+    pub vms: usize,
+    /// Several plugin configurations in one VM; requests name theirs with `root`.
+    #[serde(default)]
+    pub roots: Vec<String>,
+    /// The IdP's answers by request path, from the start of the case.
+    #[serde(default)]
+    pub idp: BTreeMap<String, IdpAnswer>,
+    pub steps: Vec<Step>,
+    /// Checked once all steps ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_total: Option<Totals>,
+    /// Tier name → why this case is known to fail there (a reported bug). The tier runs it
+    /// and requires it to fail; once it passes, the mark must go.
+    #[serde(default)]
+    pub known_failures: BTreeMap<String, String>,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl Case {
+    /// Whether a tier may run this case on an instance shared with other cases of the same
+    /// configuration: requests only, nothing that changes the IdP or waits on time.
+    pub fn shareable(&self) -> bool {
+        !self.fresh
+            && self.vms == 1
+            && self.roots.is_empty()
+            && self.idp.is_empty()
+            && self.steps.iter().all(|step| step.request.is_some())
+    }
+
+    /// The needs a tier lacks, given what it supports.
+    pub fn missing(&self, supported: &[Need]) -> Vec<Need> {
+        self.needs
+            .iter()
+            .copied()
+            .filter(|need| !supported.contains(need))
+            .collect()
+    }
+}
+
+/// What the IdP answers at one path: a status and body, or nothing at all (`down`: connection
+/// refused, or a call that ends without a response).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdpAnswer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub down: bool,
+}
+
+/// One step; exactly one of `request`, `idp`, `until`, `ticks` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Request>,
+    /// Replaces the IdP's answers for these paths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<BTreeMap<String, IdpAnswer>>,
+    /// Lets time pass (ticks, in Envoy real time) until a metric reaches a value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Until>,
+    /// Upper bound for `until`, in (virtual or real) seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_seconds: Option<u64>,
+    /// Lets this many tick periods pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticks: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// Which VM serves it (Envoy picks its worker itself).
+    #[serde(default)]
+    pub vm: usize,
+    /// Which root (plugin configuration) of the VM serves it.
+    #[serde(default)]
+    pub root: usize,
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// In order, repeats kept; `:method`, `:path`, `:authority` are the tier's.
+    pub headers: Vec<(String, String)>,
+}
+
+fn default_path() -> String {
+    "/orders/42?page=1".to_owned()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Until {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gauge: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<String>,
+    /// Reached when the metric is at least this.
+    pub value: u64,
+}
+
+impl Until {
+    pub fn metric(&self) -> &str {
+        self.gauge
+            .as_deref()
+            .or(self.counter.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+/// The expected outcome of a step.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// The request goes on to the upstream.
+    #[serde(rename = "continue", default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<Forward>,
+    /// The filter answers itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<Reply>,
+    /// Counter increments during the step, exactly. `tokengate.allowed`,
+    /// `tokengate.allowed_degraded` and `tokengate.denied.*` not listed must not move.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, u64>,
+    /// Gauge values after the step.
+    #[serde(default)]
+    pub gauges: BTreeMap<String, u64>,
+    /// Calls the IdP received during the step, by path.
+    #[serde(default)]
+    pub idp_calls: BTreeMap<String, CallCount>,
+    /// Texts the plugin's log must contain (since its start).
+    #[serde(default)]
+    pub log: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Totals {
+    #[serde(default)]
+    pub idp_calls: BTreeMap<String, CallCount>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Forward {
+    /// Request headers the upstream must see with exactly this value (a single entry), or
+    /// must not see (`null`). Headers not listed are not checked.
+    #[serde(default)]
+    pub upstream: BTreeMap<String, Option<String>>,
+    /// The path (and query) the upstream must see.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reply {
+    pub status: u16,
+    /// The JSON body's `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Absent from the case: not checked; `null`: the header must be absent.
+    #[serde(
+        default,
+        deserialize_with = "some",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub www_authenticate: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<String>,
+}
+
+fn some<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+/// An exact count, or a range for races a host may have (Envoy's workers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CallCount {
+    Exact(u64),
+    Range { min: u64, max: u64 },
+}
+
+impl CallCount {
+    pub fn admits(self, count: u64) -> bool {
+        match self {
+            CallCount::Exact(n) => count == n,
+            CallCount::Range { min, max } => (min..=max).contains(&count),
+        }
+    }
+}
+
+/// The counters every step checks, listed or not (listed ones must match, others stay still).
+pub fn is_outcome_counter(name: &str) -> bool {
+    name == "tokengate.allowed"
+        || name == "tokengate.allowed_degraded"
+        || name.starts_with("tokengate.denied.")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table as written.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Table {
+    issuer: String,
+    audience: String,
+    keysets: BTreeMap<String, Vec<KeyRef>>,
+    tokens: BTreeMap<String, TokenDef>,
+    configs: BTreeMap<String, Value>,
+    bad_configs: Vec<BadConfigDef>,
+    cases: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyRef {
+    key: String,
+    kid: String,
+    alg: String,
+    #[serde(rename = "use", default = "sig")]
+    key_use: String,
+}
+
+fn sig() -> String {
+    "sig".to_owned()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenDef {
+    /// Another token this one is derived from (only with `tamper`).
+    base: Option<String>,
+    #[serde(default = "rsa_a")]
+    key: String,
+    kid: Option<String>,
+    #[serde(default)]
+    header: Map<String, Value>,
+    #[serde(default)]
+    claims: Map<String, Value>,
+    /// The token text as is.
+    raw: Option<String>,
+    /// Signs this payload text instead of the claims.
+    payload_raw: Option<String>,
+    /// Leaves the token unsigned with this signature segment.
+    signature_segment: Option<String>,
+    #[serde(default)]
+    tamper: bool,
+}
+
+fn rsa_a() -> String {
+    "rsa-a".to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BadConfigDef {
+    name: String,
+    base: String,
+    patch: Value,
+    field: String,
+}
+
+fn test_key(name: &str) -> Result<&'static TestKey> {
+    Ok(match name {
+        "rsa-a" => TestKey::rsa_a(),
+        "rsa-b" => TestKey::rsa_b(),
+        "rsa-3072" => TestKey::rsa_3072(),
+        "rsa-weak" => TestKey::rsa_weak(),
+        "p256" => TestKey::p256(),
+        "ed25519" => TestKey::ed25519(),
+        other => {
+            bail!("unknown test key `{other}` (rsa-a, rsa-b, rsa-3072, rsa-weak, p256, ed25519)")
+        }
+    })
+}
+
+fn key_algorithm(key: &str) -> Algorithm {
+    match key {
+        "p256" => Algorithm::Es256,
+        "ed25519" => Algorithm::EdDsa,
+        _ => Algorithm::Rs256,
+    }
+}
+
+fn default_kid(key: &str) -> Option<&'static str> {
+    match key {
+        "rsa-a" => Some("k1"),
+        "p256" => Some("ec1"),
+        _ => None,
+    }
+}
+
+/// Placeholders resolved in every string and object of the table.
+struct Placeholders<'a> {
+    now: i64,
+    issuer: &'a str,
+    jwks: &'a BTreeMap<String, Value>,
+    tokens: &'a BTreeMap<String, String>,
+}
+
+impl Placeholders<'_> {
+    fn expand(&self, value: &Value) -> Result<Value> {
+        Ok(match value {
+            Value::String(text) => self.expand_string(text)?,
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|item| self.expand(item))
+                    .collect::<Result<_>>()?,
+            ),
+            Value::Object(object) => {
+                if let Some(name) = object.get("$jwks") {
+                    let name = name.as_str().ok_or_else(|| anyhow!("$jwks takes a name"))?;
+                    return self
+                        .jwks
+                        .get(name)
+                        .cloned()
+                        .ok_or_else(|| anyhow!("unknown keyset `{name}`"));
+                }
+                if let Some(unit) = object.get("$repeat") {
+                    let unit = unit
+                        .as_str()
+                        .ok_or_else(|| anyhow!("$repeat takes a string"))?;
+                    let times = object
+                        .get("times")
+                        .and_then(Value::as_u64)
+                        .ok_or_else(|| anyhow!("$repeat needs `times`"))?;
+                    return Ok(Value::String(unit.repeat(usize::try_from(times)?)));
+                }
+                let mut out = Map::new();
+                for (key, item) in object {
+                    out.insert(key.clone(), self.expand(item)?);
+                }
+                Value::Object(out)
+            }
+            other => other.clone(),
+        })
+    }
+
+    fn expand_string(&self, text: &str) -> Result<Value> {
+        if text == "$issuer" {
+            return Ok(Value::String(self.issuer.to_owned()));
+        }
+        if let Some(rest) = text.strip_prefix("$now") {
+            let offset: i64 = match rest.strip_prefix('+') {
+                Some(n) => n.parse()?,
+                None if rest.is_empty() => 0,
+                None => -rest
+                    .strip_prefix('-')
+                    .ok_or_else(|| anyhow!("bad time `{text}`"))?
+                    .parse::<i64>()?,
+            };
+            return Ok(json!(self.now + offset));
+        }
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("{{token:") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + "{{token:".len()..];
+            let end = after
+                .find("}}")
+                .ok_or_else(|| anyhow!("unclosed token placeholder in `{text}`"))?;
+            let name = &after[..end];
+            let token = self
+                .tokens
+                .get(name)
+                .ok_or_else(|| anyhow!("unknown token `{name}`"))?;
+            out.push_str(token);
+            rest = &after[end + 2..];
+        }
+        out.push_str(rest);
+        Ok(Value::String(out))
+    }
+}
+
+fn mint(
+    name: &str,
+    def: &TokenDef,
+    minted: &BTreeMap<String, String>,
+    issuer: &str,
+    audience: &str,
+    now: i64,
+) -> Result<String> {
+    if let Some(base) = &def.base {
+        ensure!(def.tamper, "a token with `base` must say `tamper`");
+        let token = minted
+            .get(base)
+            .ok_or_else(|| anyhow!("base `{base}` must be defined (and minted) first"))?;
+        return Ok(tamper_signature(token));
+    }
+    if let Some(raw) = &def.raw {
+        return Ok(raw.clone());
+    }
+    let key = test_key(&def.key)?;
+    let alg = key_algorithm(&def.key);
+    let kid = def
+        .kid
+        .as_deref()
+        .or(default_kid(&def.key))
+        .ok_or_else(|| anyhow!("key `{}` has no default kid: give `kid`", def.key))?;
+    let mut spec = TokenSpec::access_token(alg, kid, issuer, audience, now)
+        .claim("jti", format!("jti-{name}-{now}"));
+    let context = Placeholders {
+        now,
+        issuer,
+        jwks: &BTreeMap::new(),
+        tokens: &BTreeMap::new(),
+    };
+    for (field, value) in &def.header {
+        spec = match value {
+            Value::Null => spec.without_header(field),
+            value => spec.header(field, context.expand(value)?),
+        };
+    }
+    for (claim, value) in &def.claims {
+        spec = match value {
+            Value::Null => spec.without_claim(claim),
+            value => spec.claim(claim, context.expand(value)?),
+        };
+    }
+    let token = if let Some(segment) = &def.signature_segment {
+        spec.with_signature_segment(segment)
+    } else if let Some(payload) = &def.payload_raw {
+        sign_raw(
+            &Value::Object(spec.header.clone()).to_string(),
+            payload,
+            key,
+            alg,
+        )
+    } else {
+        spec.sign(key)
+    };
+    Ok(if def.tamper {
+        tamper_signature(&token)
+    } else {
+        token
+    })
+}
+
+fn keyset(keys: &[KeyRef]) -> Result<Value> {
+    let mut published = Vec::new();
+    for entry in keys {
+        let key = test_key(&entry.key)?;
+        let mut jwk = key.public_jwk(&entry.kid, Some(&entry.alg));
+        jwk["use"] = entry.key_use.clone().into();
+        published.push(jwk);
+    }
+    Ok(jwks(&published))
+}
+
+/// Resolves `$base` (a merge patch over another configuration), recursively.
+fn resolve_config(name: &str, configs: &BTreeMap<String, Value>, depth: usize) -> Result<Value> {
+    ensure!(depth < 8, "configuration `{name}`: `$base` chain too long");
+    let config = configs
+        .get(name)
+        .ok_or_else(|| anyhow!("unknown configuration `{name}`"))?;
+    let Some(base) = config.get("$base") else {
+        return Ok(config.clone());
+    };
+    let base = base
+        .as_str()
+        .ok_or_else(|| anyhow!("configuration `{name}`: `$base` takes a name"))?;
+    let mut resolved = resolve_config(base, configs, depth + 1)?;
+    let mut patch = config.clone();
+    if let Some(patch) = patch.as_object_mut() {
+        patch.remove("$base");
+    }
+    merge_patch(&mut resolved, &patch);
+    Ok(resolved)
+}
+
+/// Reads the table at `path` and generates its concrete form at time `now`.
+pub fn generate_file(path: &Path, now: i64) -> Result<Concrete> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    generate(&text, now).with_context(|| format!("generating cases from {}", path.display()))
+}
+
+/// Generates the concrete cases from the table's text at time `now` (Unix seconds).
+pub fn generate(table: &str, now: i64) -> Result<Concrete> {
+    let table: Table = serde_json::from_str(table).context("the table does not parse")?;
+    let mut keysets = BTreeMap::new();
+    for (name, keys) in &table.keysets {
+        keysets.insert(
+            name.clone(),
+            keyset(keys).with_context(|| format!("keyset `{name}`"))?,
+        );
+    }
+    let mut tokens = BTreeMap::new();
+    // Tokens derived from another (`base`) are minted after every plain one.
+    let (derived, plain): (Vec<_>, Vec<_>) =
+        table.tokens.iter().partition(|(_, def)| def.base.is_some());
+    for (name, def) in plain.into_iter().chain(derived) {
+        let token = mint(name, def, &tokens, &table.issuer, &table.audience, now)
+            .with_context(|| format!("token `{name}`"))?;
+        tokens.insert(name.clone(), token);
+    }
+    let context = Placeholders {
+        now,
+        issuer: &table.issuer,
+        jwks: &keysets,
+        tokens: &tokens,
+    };
+
+    let mut configs = BTreeMap::new();
+    for name in table.configs.keys() {
+        let config = context.expand(&resolve_config(name, &table.configs, 0)?)?;
+        if let Err(err) = tokengate::config::parse(config.to_string().as_bytes()) {
+            bail!("configuration `{name}` is refused by the filter: {err}");
+        }
+        configs.insert(name.clone(), config);
+    }
+
+    let mut bad_configs = Vec::new();
+    for bad in &table.bad_configs {
+        let mut config = configs
+            .get(&bad.base)
+            .cloned()
+            .ok_or_else(|| anyhow!("bad config `{}`: unknown base `{}`", bad.name, bad.base))?;
+        merge_patch(&mut config, &context.expand(&bad.patch)?);
+        let log = format!("tokengate: invalid configuration: field `{}`", bad.field);
+        match tokengate::config::parse(config.to_string().as_bytes()) {
+            Ok(_) => bail!("bad config `{}` is accepted by the filter", bad.name),
+            Err(err) if err.field != bad.field => bail!(
+                "bad config `{}`: the filter names field `{}`, the table `{}` ({err})",
+                bad.name,
+                err.field,
+                bad.field
+            ),
+            Err(_) => {}
+        }
+        bad_configs.push(BadConfig {
+            name: bad.name.clone(),
+            config,
+            field: bad.field.clone(),
+            log,
+        });
+    }
+
+    let mut cases = Vec::new();
+    for raw in &table.cases {
+        let name = raw["name"].as_str().unwrap_or("(unnamed)").to_owned();
+        let case = expand_case(&context, raw).with_context(|| format!("case `{name}`"))?;
+        check_case(&case, &configs).with_context(|| format!("case `{name}`"))?;
+        cases.push(case);
+    }
+    Ok(Concrete {
+        generated_at: now,
+        issuer: table.issuer,
+        configs,
+        bad_configs,
+        cases,
+        tokens,
+    })
+}
+
+/// IdP answers carry their body as text: a JSON body in the table becomes its serialization.
+fn stringify_bodies(answers: &mut Value) {
+    let Some(answers) = answers.as_object_mut() else {
+        return;
+    };
+    for answer in answers.values_mut() {
+        if let Some(body) = answer.get_mut("body")
+            && !body.is_string()
+        {
+            *body = Value::String(body.to_string());
+        }
+    }
+}
+
+/// Expands a case and turns JSON bodies of IdP answers into their text.
+fn expand_case(context: &Placeholders<'_>, raw: &Value) -> Result<Case> {
+    let mut expanded = context.expand(raw)?;
+    if let Some(idp) = expanded.get_mut("idp") {
+        stringify_bodies(idp);
+    }
+    if let Some(steps) = expanded.get_mut("steps").and_then(Value::as_array_mut) {
+        for step in steps {
+            if let Some(idp) = step.get_mut("idp") {
+                stringify_bodies(idp);
+            }
+        }
+    }
+    serde_json::from_value(expanded).map_err(|err| anyhow!("{err}"))
+}
+
+fn check_case(case: &Case, configs: &BTreeMap<String, Value>) -> Result<()> {
+    for config in std::iter::once(&case.config).chain(&case.roots) {
+        ensure!(
+            configs.contains_key(config),
+            "unknown configuration `{config}`"
+        );
+    }
+    ensure!((1..=2).contains(&case.vms), "`vms` is 1 or 2");
+    ensure!(!case.steps.is_empty(), "no steps");
+    for (index, step) in case.steps.iter().enumerate() {
+        let kinds = [
+            step.request.is_some(),
+            step.idp.is_some(),
+            step.until.is_some(),
+            step.ticks.is_some(),
+        ];
+        ensure!(
+            kinds.iter().filter(|set| **set).count() == 1,
+            "step {index}: exactly one of request, idp, until, ticks"
+        );
+        if let Some(request) = &step.request {
+            ensure!(request.vm < case.vms, "step {index}: no VM {}", request.vm);
+            ensure!(
+                request.root < case.roots.len().max(1),
+                "step {index}: no root {}",
+                request.root
+            );
+            ensure!(request.path.starts_with('/'), "step {index}: path");
+            let expect = step
+                .expect
+                .as_ref()
+                .ok_or_else(|| anyhow!("step {index}: a request needs `expect`"))?;
+            ensure!(
+                expect.forward.is_some() != expect.reply.is_some(),
+                "step {index}: expect exactly one of continue, reply"
+            );
+        }
+        if let Some(until) = &step.until {
+            ensure!(
+                until.gauge.is_some() != until.counter.is_some(),
+                "step {index}: until names one gauge or one counter"
+            );
+            ensure!(
+                step.max_seconds.is_some(),
+                "step {index}: until needs max_seconds"
+            );
+        }
+        if let Some(expect) = &step.expect {
+            for name in expect.metrics.keys().chain(expect.gauges.keys()) {
+                ensure!(
+                    name.starts_with("tokengate."),
+                    "step {index}: metric {name}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_table_generates() {
+        let path = crate::paths::repo_root().join("hosts/cases.json");
+        let concrete = generate_file(&path, 1_800_000_000).unwrap();
+        assert!(concrete.cases.len() > 20);
+        assert!(concrete.cases.iter().any(|case| case.short));
+        // Round trip: what the tiers read is what was written.
+        let text = serde_json::to_string(&concrete).unwrap();
+        let back: Concrete = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.cases.len(), concrete.cases.len());
+    }
+
+    #[test]
+    fn placeholders_expand() {
+        let tokens = BTreeMap::from([("t".to_owned(), "abc".to_owned())]);
+        let context = Placeholders {
+            now: 100,
+            issuer: "iss",
+            jwks: &BTreeMap::new(),
+            tokens: &tokens,
+        };
+        let value = json!({
+            "a": "$now+5", "b": "$now-5", "c": "$now", "d": "$issuer",
+            "e": "Bearer {{token:t}}!", "f": {"$repeat": "xy", "times": 3}
+        });
+        assert_eq!(
+            context.expand(&value).unwrap(),
+            json!({"a": 105, "b": 95, "c": 100, "d": "iss", "e": "Bearer abc!", "f": "xyxyxy"})
+        );
+        assert!(context.expand(&json!("{{token:nope}}")).is_err());
+    }
+
+    #[test]
+    fn a_wrong_field_in_a_bad_config_is_caught() {
+        let table = json!({
+            "issuer": "https://i", "audience": "a", "keysets": {"k": [{"key": "rsa-a", "kid": "k1", "alg": "RS256"}]},
+            "tokens": {}, "configs": {"c": {"issuer": "$issuer", "audiences": ["a"], "jwks": {"inline": {"$jwks": "k"}}}},
+            "bad_configs": [{"name": "x", "base": "c", "patch": {"audiences": 5}, "field": "mode"}],
+            "cases": []
+        });
+        let err = generate(&table.to_string(), 1).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("names field `audiences`"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn call_counts() {
+        assert!(CallCount::Exact(1).admits(1));
+        assert!(!CallCount::Exact(1).admits(2));
+        assert!(CallCount::Range { min: 1, max: 2 }.admits(2));
+        let parsed: CallCount = serde_json::from_value(json!({"min": 0, "max": 3})).unwrap();
+        assert_eq!(parsed, CallCount::Range { min: 0, max: 3 });
+    }
+}
