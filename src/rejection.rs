@@ -84,6 +84,9 @@ pub enum Rejection {
     UnforwardableClaim,
     /// No signing keys have been loaded yet: the gateway cannot judge any token.
     KeysUnavailable,
+    /// The host's clock reads a time before this filter existed (a host bug seen in the
+    /// wild): no token's lifetime can be judged, so none is admitted.
+    ClockUnavailable,
     /// The IdP's introspection answered `active: false` (expired, revoked, unknown, ...).
     Inactive,
     /// The IdP could not answer an introspection: the gateway cannot judge the token.
@@ -175,6 +178,8 @@ pub enum DenyReason {
     ClaimValue,
     /// No keys loaded yet.
     KeysUnavailable,
+    /// The host's clock is implausible.
+    ClockUnavailable,
     /// Introspection said inactive.
     Inactive,
     /// The IdP could not answer.
@@ -183,7 +188,7 @@ pub enum DenyReason {
 
 impl DenyReason {
     /// Every reason, in metric order.
-    pub const ALL: [DenyReason; 20] = [
+    pub const ALL: [DenyReason; 21] = [
         DenyReason::Missing,
         DenyReason::InvalidRequest,
         DenyReason::TooLarge,
@@ -202,6 +207,7 @@ impl DenyReason {
         DenyReason::NoRule,
         DenyReason::ClaimValue,
         DenyReason::KeysUnavailable,
+        DenyReason::ClockUnavailable,
         DenyReason::Inactive,
         DenyReason::IdpUnavailable,
     ];
@@ -227,6 +233,7 @@ impl DenyReason {
             DenyReason::NoRule => "no_rule",
             DenyReason::ClaimValue => "claim_value",
             DenyReason::KeysUnavailable => "keys_unavailable",
+            DenyReason::ClockUnavailable => "clock_unavailable",
             DenyReason::Inactive => "inactive",
             DenyReason::IdpUnavailable => "idp_unavailable",
         }
@@ -282,6 +289,7 @@ impl Rejection {
             Rejection::NoRule => DenyReason::NoRule,
             Rejection::UnforwardableClaim => DenyReason::ClaimValue,
             Rejection::KeysUnavailable => DenyReason::KeysUnavailable,
+            Rejection::ClockUnavailable => DenyReason::ClockUnavailable,
             Rejection::Inactive => DenyReason::Inactive,
             Rejection::IdpUnavailable(_) => DenyReason::IdpUnavailable,
         }
@@ -293,7 +301,9 @@ impl Rejection {
             Some(ErrorCode::InvalidRequest) => 400,
             Some(ErrorCode::InsufficientScope) => 403,
             Some(ErrorCode::InvalidToken) | None => match self {
-                Rejection::KeysUnavailable | Rejection::IdpUnavailable(_) => 503,
+                Rejection::KeysUnavailable
+                | Rejection::ClockUnavailable
+                | Rejection::IdpUnavailable(_) => 503,
                 Rejection::NoRule => 403,
                 _ => 401,
             },
@@ -305,6 +315,7 @@ impl Rejection {
         match self {
             Rejection::MissingToken
             | Rejection::KeysUnavailable
+            | Rejection::ClockUnavailable
             | Rejection::IdpUnavailable(_)
             | Rejection::NoRule => None,
             Rejection::InvalidRequest(_) => Some(ErrorCode::InvalidRequest),
@@ -359,6 +370,7 @@ impl Rejection {
             Rejection::NoRule => "No rule of the gateway's policy covers this request",
             Rejection::UnforwardableClaim => "A token claim cannot be forwarded",
             Rejection::KeysUnavailable => "Token signing keys are not available yet",
+            Rejection::ClockUnavailable => "The gateway's clock cannot judge token lifetimes",
             Rejection::Inactive => "The token is not active",
             Rejection::IdpUnavailable(_) => "The identity provider cannot be reached",
         }
@@ -543,6 +555,7 @@ mod tests {
             ),
             (R::NoRule, 403, None, "no_rule"),
             (R::KeysUnavailable, 503, None, "keys_unavailable"),
+            (R::ClockUnavailable, 503, None, "clock_unavailable"),
             (R::Inactive, 401, Some("invalid_token"), "inactive"),
             (
                 R::IdpUnavailable(IdpFailure::Timeout),

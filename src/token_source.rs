@@ -19,13 +19,13 @@ pub enum HeaderUpdate {
 /// Which request headers the token source reads (extraction and removal both).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NeededHeaders<'a> {
-    /// Envoy hands this header over as one value, so reading that value is the whole story:
-    /// `:path` exists once, and Envoy keeps `authorization` as a single entry, joining repeated
-    /// lines with commas (checked through Envoy 1.40 with HTTP/1.1 and HTTP/2; the suite's
-    /// "two tokens" case covers it), which [`extract`] refuses as several tokens.
+    /// A header that exists once (`:path`): reading its value is the whole story.
     One(&'a str),
-    /// Every entry of this header: Envoy keeps repeated custom headers (and `cookie` on
-    /// HTTP/1.1) as separate entries, of which a single-value read would show only the first.
+    /// Every entry of this header, since a single-value read shows only the first. Envoy
+    /// joins repeated `authorization` lines into one comma-separated entry, but other hosts
+    /// (wasmtime's `proxy-wasm-host`, Chicory's) keep them apart, and Envoy keeps repeated
+    /// custom headers (and `cookie` on HTTP/1.1) apart too: a token header read as one value
+    /// would let a second token through unseen.
     All(&'a str),
 }
 
@@ -41,7 +41,6 @@ impl NeededHeaders<'_> {
 /// The headers `source` needs from a request.
 pub fn needed_headers(source: &TokenSource) -> NeededHeaders<'_> {
     match source {
-        TokenSource::Header { name, .. } if name == "authorization" => NeededHeaders::One(name),
         TokenSource::Header { name, .. } => NeededHeaders::All(name),
         TokenSource::Query { .. } => NeededHeaders::One(":path"),
         TokenSource::Cookie { .. } => NeededHeaders::All("cookie"),

@@ -18,6 +18,10 @@ use super::{
     Request,
 };
 
+/// 2024-01-01T00:00:00Z: a host clock before it is broken (one host's clock truncates to 32
+/// bits and reads a few seconds after 1970), and every `exp` would look far in the future.
+pub const MIN_PLAUSIBLE_TIME: i64 = 1_704_067_200;
+
 /// Where a requirement stands for a request.
 enum Verdict {
     Satisfied(Identities),
@@ -278,8 +282,23 @@ impl Judges<'_> {
         }
     }
 
-    /// One provider's verdict on one token.
+    /// One provider's verdict on one token. On an implausible clock nothing is admitted: a
+    /// refusal stands (the token is bad whatever the time), an admission becomes 503.
     fn judge(&mut self, index: usize, token: &str, parsed: Option<&Parsed<'_>>) -> Verdict {
+        match self.judge_at_face_value(index, token, parsed) {
+            Verdict::Satisfied(_) if self.now < MIN_PLAUSIBLE_TIME => {
+                Verdict::Failed(Rejection::ClockUnavailable, Some(index))
+            }
+            verdict => verdict,
+        }
+    }
+
+    fn judge_at_face_value(
+        &mut self,
+        index: usize,
+        token: &str,
+        parsed: Option<&Parsed<'_>>,
+    ) -> Verdict {
         let config = self.engine_config;
         let (Some(provider), Some(catalog), Some(state)) = (
             config.providers.get(index),

@@ -498,7 +498,7 @@ fn a_single_issuer_config_is_one_provider_and_one_rule() {
     let mut engine = engine(&legacy);
     assert_eq!(
         engine.needs().headers,
-        vec![HeaderRead::One("authorization".to_owned())]
+        vec![HeaderRead::All("authorization".to_owned())]
     );
     assert!(!engine.needs().route);
     let user = internal().sign(TestKey::rsa_a());
@@ -511,4 +511,26 @@ fn a_single_issuer_config_is_one_provider_and_one_rule() {
         refused.decision,
         Decision::Deny(Rejection::InsufficientScope)
     );
+}
+
+#[test]
+fn nothing_is_admitted_on_an_implausible_clock() {
+    let mut engine = engine(&policy());
+    let user = internal().sign(TestKey::rsa_a());
+    // A host whose clock reads 1970 (seen in the wild): every token would look valid.
+    let at_1970 = 4;
+    let evaluation = engine.authenticate(&request("GET", "/api/x", Some(&user)), at_1970);
+    assert_eq!(
+        evaluation.decision,
+        Decision::Deny(Rejection::ClockUnavailable)
+    );
+    assert_eq!(Rejection::ClockUnavailable.status(), 503);
+    // Refusals stand, and public rules need no clock.
+    let forged = engine.authenticate(
+        &request("GET", "/api/x", Some(&tamper_signature(&user))),
+        at_1970,
+    );
+    assert_eq!(forged.decision, Decision::Deny(Rejection::BadSignature));
+    let public = engine.authenticate(&request("GET", "/health", None), at_1970);
+    assert!(matches!(public.decision, Decision::Allow(_)));
 }

@@ -138,6 +138,9 @@ struct Vm {
     new_requests: VecDeque<(u32, u32)>,
 }
 
+/// Root contexts (plugin configurations) past which the registry is pruned of dead ones.
+const MAX_ROOTS: usize = 64;
+
 /// Request contexts remembered at most (a host creates a request's context right before its
 /// headers callback, so the queue holds one entry at a time in practice).
 const MAX_NEW_REQUESTS: usize = 1024;
@@ -218,11 +221,16 @@ pub extern "C" fn proxy_on_vm_start(_root_context_id: u32, _vm_configuration_siz
 pub extern "C" fn proxy_on_context_create(context_id: u32, root_context_id: u32) {
     if root_context_id == 0 {
         vm(|vm| {
-            // Roots whose plugin configuration was removed are gone from the host: drop their
-            // state (there is no per-context delete callback).
-            vm.roots
-                .retain(|root| abi::set_effective_context(root.context_id).is_ok());
-            let _ = abi::set_effective_context(context_id);
+            // Roots whose plugin configuration was removed are gone from the host, but without
+            // a delete callback the module is not told. Probing them with
+            // set_effective_context is no test: some hosts (wasmtime's proxy-wasm-host) refuse
+            // a context outside the running callback's root although it lives. So only a
+            // registry grown past its bound is pruned, of the roots the host refuses.
+            if vm.roots.len() >= MAX_ROOTS {
+                vm.roots
+                    .retain(|root| abi::set_effective_context(root.context_id).is_ok());
+                let _ = abi::set_effective_context(context_id);
+            }
             vm.roots.push(Root {
                 context_id,
                 worker: None,

@@ -1,6 +1,7 @@
 package dev.tokengate.hosts;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
@@ -111,15 +112,20 @@ class HostCasesTest {
     }
 
     @Test
-    void theHostClockIsNotTheWallClockSoExpiryCannotBeJudged() throws Exception {
-        // Documents why `clock` is unsupported here: an expired token is admitted, since the
-        // plugin sees a time of a few seconds after 1970.
+    void onThisHostsClockTheFilterAdmitsNothing() throws Exception {
+        // Documents why `clock` is unsupported here: the host's clock reads a few seconds after
+        // 1970, at which every token would look valid, the expired one included. The filter
+        // sees an implausible clock and admits nothing: 503 clock_unavailable, fail closed.
         ChicoryWorld world = new ChicoryWorld();
         world.start(module, config("jwt-inline"));
-        String token = cases.path("tokens").path("expired").asText();
-        ChicoryWorld.Outcome outcome =
-                world.request("/orders/42", List.<String[]>of(new String[] {"authorization", "Bearer " + token}));
-        assertEquals(null, outcome.reply, "expected the host's clock to admit an expired token");
+        for (String kind : List.of("forwarded", "expired")) {
+            String token = cases.path("tokens").path(kind).asText();
+            ChicoryWorld.Outcome outcome =
+                    world.request("/orders/42", List.<String[]>of(new String[] {"authorization", "Bearer " + token}));
+            assertNotNull(outcome.reply, kind + " token: expected a refusal on this clock");
+            assertEquals(503, outcome.reply.statusCode(), kind + " token");
+        }
+        assertEquals(2L, world.metrics.snapshot().get("tokengate.denied.clock_unavailable"));
         world.close();
     }
 
