@@ -92,7 +92,7 @@ macro_rules! ecdsa_key {
 
             #[cfg(any(not(target_arch = "wasm32"), target_feature = "simd128"))]
             #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-            fn fast_tables_checked(
+            pub(crate) fn fast_tables_checked(
                 x: &[u8],
                 y: &[u8],
                 point: &crate::ec::weierstrass::Affine<$int, $il>,
