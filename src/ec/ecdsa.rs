@@ -59,7 +59,7 @@ macro_rules! ecdsa_key {
                 let point = point_from_be::<$int, $il>(curve, x, y).ok_or(KeyError::NotOnCurve)?;
                 let tables = match Self::fast_tables(x, y, &point) {
                     Some(tables) => tables,
-                    None => Backend::Int(std::sync::Arc::new(Table::new(curve, &point, curve.w_q))),
+                    None => Backend::int(Table::new(curve, &point, curve.w_q)),
                 };
                 Ok($key {
                     point: [x, y].concat().into_boxed_slice(),
@@ -140,9 +140,7 @@ macro_rules! ecdsa_key {
                 let point = point_from_be::<$int, $il>(curve, x, y)?;
                 Some($key {
                     point: self.point.clone(),
-                    tables: crate::ec::Backend::Int(std::sync::Arc::new(Table::new(
-                        curve, &point, curve.w_q,
-                    ))),
+                    tables: crate::ec::Backend::int(Table::new(curve, &point, curve.w_q)),
                 })
             }
 
@@ -187,7 +185,7 @@ macro_rules! ecdsa_key {
                             None => false,
                         }
                     }
-                    crate::ec::Backend::Int(q) => {
+                    crate::ec::Backend::Int(q, _) => {
                         static G: std::sync::OnceLock<
                             Option<crate::ec::weierstrass::Table<$int, $il>>,
                         > = std::sync::OnceLock::new();

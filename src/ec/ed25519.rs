@@ -7,7 +7,7 @@
 //! (y ≥ p), is not a point, or is a point of small order: such an A would let
 //! [S]B − [k]A hit a forged R with probability 1/8 per try.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use super::field::{Fe, Modulus, Prime, Term, limbs_to_be};
 use super::scalar::Digits;
@@ -374,12 +374,12 @@ impl Ed25519Key {
         if let Some(fast) = Self::fast_table(&bytes, &int) {
             return Ok(Ed25519Key {
                 bytes,
-                tables: Backend::Fma(Arc::new(fast)),
+                tables: Backend::Fma(std::sync::Arc::new(fast)),
             });
         }
         Ok(Ed25519Key {
             bytes,
-            tables: Backend::Int(Arc::new(int)),
+            tables: Backend::int(int),
         })
     }
 
@@ -407,7 +407,7 @@ impl Ed25519Key {
     pub fn with_fma_backend(&self) -> Option<Ed25519Key> {
         Some(Ed25519Key {
             bytes: self.bytes,
-            tables: Backend::Fma(Arc::new(key_table::<FieldFma, 5>(&self.bytes).ok()?)),
+            tables: Backend::Fma(std::sync::Arc::new(key_table::<FieldFma, 5>(&self.bytes).ok()?)),
         })
     }
 
@@ -416,7 +416,7 @@ impl Ed25519Key {
     pub fn with_int_backend(&self) -> Option<Ed25519Key> {
         Some(Ed25519Key {
             bytes: self.bytes,
-            tables: Backend::Int(Arc::new(key_table::<FieldInt, 9>(&self.bytes).ok()?)),
+            tables: Backend::int(key_table::<FieldInt, 9>(&self.bytes).ok()?),
         })
     }
 
@@ -464,7 +464,7 @@ impl Ed25519Key {
                     None => false,
                 }
             }
-            Backend::Int(a) => {
+            Backend::Int(a, _) => {
                 static B: OnceLock<Option<Table<FieldInt, 9>>> = OnceLock::new();
                 match B.get_or_init(base_table) {
                     Some(b) => check(b, a, &s_be, &k_be, r),

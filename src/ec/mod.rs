@@ -12,6 +12,7 @@ mod scalar;
 mod weierstrass;
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 pub use ed25519::Ed25519Key;
@@ -55,10 +56,11 @@ impl std::error::Error for KeyError {}
 
 /// A key's tables, for the floating-point backend (52-bit limbs, fused multiply-add) or the
 /// integer one (29-bit limbs). Shared between clones of a key.
+/// (The portable build has no floating-point variant; `F` stays a parameter there.)
 pub(crate) enum Backend<F, I> {
     #[cfg(any(not(target_arch = "wasm32"), target_feature = "simd128"))]
     Fma(Arc<F>),
-    Int(Arc<I>),
+    Int(Arc<I>, PhantomData<fn() -> F>),
 }
 
 impl<F, I> Clone for Backend<F, I> {
@@ -66,7 +68,7 @@ impl<F, I> Clone for Backend<F, I> {
         match self {
             #[cfg(any(not(target_arch = "wasm32"), target_feature = "simd128"))]
             Backend::Fma(t) => Backend::Fma(Arc::clone(t)),
-            Backend::Int(t) => Backend::Int(Arc::clone(t)),
+            Backend::Int(t, _) => Backend::Int(Arc::clone(t), PhantomData),
         }
     }
 }
@@ -76,8 +78,12 @@ impl<F, I> Backend<F, I> {
         match self {
             #[cfg(any(not(target_arch = "wasm32"), target_feature = "simd128"))]
             Backend::Fma(_) => "fma",
-            Backend::Int(_) => "int",
+            Backend::Int(..) => "int",
         }
+    }
+
+    pub(crate) fn int(tables: I) -> Self {
+        Backend::Int(Arc::new(tables), PhantomData)
     }
 }
 
