@@ -105,9 +105,10 @@ fn main() {
         .flatten()
     {
         let name = variant.backend();
-        bench.run(&format!("ES256 src/ec{}{name}", mark(name == chosen)), || {
-            variant.verify(black_box(&es256.msg), &es256.sig)
-        });
+        bench.run(
+            &format!("ES256 src/ec{}{name}", mark(name == chosen)),
+            || variant.verify(black_box(&es256.msg), &es256.sig),
+        );
     }
     let bad = forged(&es256.sig);
     bench.run("ES256 src/ec, forged signature (rejected)", || {
@@ -134,9 +135,10 @@ fn main() {
         .flatten()
     {
         let name = variant.backend();
-        bench.run(&format!("ES384 src/ec{}{name}", mark(name == chosen)), || {
-            variant.verify(black_box(&es384.msg), &es384.sig)
-        });
+        bench.run(
+            &format!("ES384 src/ec{}{name}", mark(name == chosen)),
+            || variant.verify(black_box(&es384.msg), &es384.sig),
+        );
     }
     bench.run("ES384 src/ec key load (tables)", || {
         P384Key::from_coordinates(black_box(x), y).is_ok()
@@ -157,9 +159,10 @@ fn main() {
         .flatten()
     {
         let name = variant.backend();
-        bench.run(&format!("EdDSA src/ec{}{name}", mark(name == chosen)), || {
-            variant.verify(black_box(&eddsa.msg), &eddsa.sig)
-        });
+        bench.run(
+            &format!("EdDSA src/ec{}{name}", mark(name == chosen)),
+            || variant.verify(black_box(&eddsa.msg), &eddsa.sig),
+        );
     }
     let bad = forged(&eddsa.sig);
     bench.run("EdDSA src/ec, forged signature (rejected)", || {

@@ -335,8 +335,10 @@ fn check<M: Modulus<L>, const L: usize>(
     if !y_r.mul(&acc.z).equals(&acc.y) {
         return false;
     }
-    let x = acc.x.mul(&acc.z.invert());
-    u8::from(x.is_odd()) == sign
+    let Some(z_inv) = acc.z.invert_vartime::<4>() else {
+        return false;
+    };
+    u8::from(acc.x.mul(&z_inv).is_odd()) == sign
 }
 
 /// An Ed25519 public key (RFC 8037 `OKP` with `crv: Ed25519`), with the tables of −A.
@@ -407,7 +409,9 @@ impl Ed25519Key {
     pub fn with_fma_backend(&self) -> Option<Ed25519Key> {
         Some(Ed25519Key {
             bytes: self.bytes,
-            tables: Backend::Fma(std::sync::Arc::new(key_table::<FieldFma, 5>(&self.bytes).ok()?)),
+            tables: Backend::Fma(std::sync::Arc::new(
+                key_table::<FieldFma, 5>(&self.bytes).ok()?,
+            )),
         })
     }
 

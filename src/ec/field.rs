@@ -556,6 +556,39 @@ impl<M: Modulus<L>, const L: usize> Fe<M, L> {
         self.pow_vartime(&be_minus_small(M::PRIME.p_be, 2))
     }
 
+    /// self⁻¹ through the binary almost-inverse of the canonical value (`scalar`; variable
+    /// time, about a fifth of Fermat's cost here), `W` 64-bit words holding p; `None` for zero.
+    pub(crate) fn invert_vartime<const W: usize>(&self) -> Option<Self> {
+        let prime = &M::PRIME;
+        let len = prime.byte_len();
+        let mut buf = [0u8; 64];
+        let be = buf.get_mut(..len)?;
+        self.to_be(be);
+        let a = super::scalar::words_from_be::<W>(be)?;
+        let p = super::scalar::words_from_be::<W>(prime.p_be)?;
+        // w·a ≡ 2ᵏ: a⁻¹·R = w·2^(RB−k), the Montgomery product of w and 2^(2RB−k).
+        let (w, k) = super::scalar::almost_inverse(&a, &p)?;
+        super::scalar::words_to_be(&w, be);
+        let rb = L as u32 * prime.bits;
+        Some(Self::from_raw_be(be)?.mul(&Self::pow2_raw((2 * rb).checked_sub(k)?)?))
+    }
+
+    /// 2ʲ mod p as a raw value (not converted): a power of two directly while it is below p,
+    /// then doublings (which double what a raw value stands for too).
+    pub(crate) fn pow2_raw(j: u32) -> Option<Self> {
+        let prime = &M::PRIME;
+        let p_be = prime.p_be;
+        let p_bits = p_be.len() as u32 * 8 - p_be.first()?.leading_zeros();
+        let direct = j.min(p_bits - 1);
+        let mut limbs = [0i64; L];
+        *limbs.get_mut((direct / prime.bits) as usize)? = 1 << (direct % prime.bits);
+        let mut value = Self::from_limbs(limbs);
+        for _ in direct..j {
+            value = value.double();
+        }
+        Some(value)
+    }
+
     /// Inverts every element of `values` with one inversion (Montgomery's trick); values must
     /// be non-zero.
     pub(crate) fn batch_invert(values: &mut [Self]) {

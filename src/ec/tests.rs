@@ -79,6 +79,14 @@ fn field_matches_bigint<M: Modulus<L>, const L: usize>(rng: &mut Rng) {
     }
     let a = fe(&BigUint::from(0xdead_beefu32));
     assert_eq!(back(&a.invert().mul(&a)), BigUint::from(1u32));
+    for _ in 0..20 {
+        let x = value(rng);
+        let fx = fe(&x);
+        match fx.invert_vartime::<6>() {
+            Some(inv) => assert_eq!(back(&inv.mul(&fx)), BigUint::from(1u32)),
+            None => assert_eq!(x, BigUint::from(0u32)),
+        }
+    }
 }
 
 #[test]
@@ -134,7 +142,10 @@ fn p256_agrees_with_the_p256_crate() {
     let mut rng = Rng(0x1234_5678);
     for round in 0..12 {
         let (sk, key) = p256_keys(&mut rng);
-        let keys = [key.with_int_backend().unwrap(), key.with_fma_backend().unwrap()];
+        let keys = [
+            key.with_int_backend().unwrap(),
+            key.with_fma_backend().unwrap(),
+        ];
         assert_eq!([keys[0].backend(), keys[1].backend()], ["int", "fma"]);
         for _ in 0..3 {
             let mut message = rng.bytes::<40>()[..rng.below(40)].to_vec();
@@ -159,7 +170,10 @@ fn p384_agrees_with_the_p384_crate() {
     let mut rng = Rng(0x8765_4321);
     for round in 0..6 {
         let (sk, key) = p384_keys(&mut rng);
-        let keys = [key.with_int_backend().unwrap(), key.with_fma_backend().unwrap()];
+        let keys = [
+            key.with_int_backend().unwrap(),
+            key.with_fma_backend().unwrap(),
+        ];
         for _ in 0..3 {
             let mut message = rng.bytes::<40>()[..rng.below(40)].to_vec();
             let signature: ::p384::ecdsa::Signature = sk.sign(&message);
@@ -183,7 +197,10 @@ fn ed25519_agrees_with_ed25519_compact() {
     for round in 0..12 {
         let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(rng.bytes()));
         let key = Ed25519Key::from_bytes(&pair.pk[..]).unwrap();
-        let keys = [key.with_int_backend().unwrap(), key.with_fma_backend().unwrap()];
+        let keys = [
+            key.with_int_backend().unwrap(),
+            key.with_fma_backend().unwrap(),
+        ];
         for _ in 0..3 {
             let mut message = rng.bytes::<40>()[..rng.below(40)].to_vec();
             let mut bytes = pair.sk.sign(&message, None).to_vec();
@@ -237,7 +254,10 @@ fn ecdsa_edge_cases() {
         ("empty", Vec::new(), false),
         ("DER-sized 72 bytes", [&sig[..], &[0; 8]].concat(), false),
     ];
-    for k in [key.with_int_backend().unwrap(), key.with_fma_backend().unwrap()] {
+    for k in [
+        key.with_int_backend().unwrap(),
+        key.with_fma_backend().unwrap(),
+    ] {
         for (name, bytes, expected) in &cases {
             assert_eq!(k.verify(&message, bytes), *expected, "{name}");
         }
@@ -246,8 +266,15 @@ fn ecdsa_edge_cases() {
     let vk = crate::signature::VerifyingKey::P256(key);
     use crate::algorithm::Algorithm;
     for (name, bytes, expected) in &cases {
-        assert_eq!(vk.verify(Algorithm::Es256, &message, bytes), *expected, "{name}");
-        assert!(!vk.verify(Algorithm::Es384, &message, bytes), "{name} as ES384");
+        assert_eq!(
+            vk.verify(Algorithm::Es256, &message, bytes),
+            *expected,
+            "{name}"
+        );
+        assert!(
+            !vk.verify(Algorithm::Es384, &message, bytes),
+            "{name} as ES384"
+        );
     }
 }
 
@@ -279,8 +306,18 @@ fn keys_off_the_curve_are_refused() {
     let cases: Vec<(&str, Vec<u8>, Vec<u8>, KeyError)> = vec![
         ("y changed", x.to_vec(), y_plus_one, KeyError::NotOnCurve),
         ("(0, 0)", vec![0; 32], vec![0; 32], KeyError::NotOnCurve),
-        ("x = p", p256::P_BE.to_vec(), y.to_vec(), KeyError::CoordinateOutOfRange),
-        ("y = 2²⁵⁶ − 1", x.to_vec(), vec![0xff; 32], KeyError::CoordinateOutOfRange),
+        (
+            "x = p",
+            p256::P_BE.to_vec(),
+            y.to_vec(),
+            KeyError::CoordinateOutOfRange,
+        ),
+        (
+            "y = 2²⁵⁶ − 1",
+            x.to_vec(),
+            vec![0xff; 32],
+            KeyError::CoordinateOutOfRange,
+        ),
         (
             "x of 31 bytes",
             x[1..].to_vec(),
@@ -301,7 +338,11 @@ fn keys_off_the_curve_are_refused() {
         ),
     ];
     for (name, x, y, expected) in cases {
-        assert_eq!(P256Key::from_coordinates(&x, &y).unwrap_err(), expected, "{name}");
+        assert_eq!(
+            P256Key::from_coordinates(&x, &y).unwrap_err(),
+            expected,
+            "{name}"
+        );
     }
     // y + p (the same residue, not canonical).
     let y_big = BigUint::from_bytes_be(y) + BigUint::from_bytes_be(&p256::P_BE);
@@ -334,11 +375,20 @@ fn ed25519_keys_and_signatures_edge_cases() {
     minus_one[0] = 0xec;
     minus_one[31] = 0x7f;
     let mut p_le = ed25519_p_le();
-    assert_eq!(Ed25519Key::from_bytes(&identity).unwrap_err(), KeyError::SmallOrder);
-    assert_eq!(Ed25519Key::from_bytes(&minus_one).unwrap_err(), KeyError::SmallOrder);
+    assert_eq!(
+        Ed25519Key::from_bytes(&identity).unwrap_err(),
+        KeyError::SmallOrder
+    );
+    assert_eq!(
+        Ed25519Key::from_bytes(&minus_one).unwrap_err(),
+        KeyError::SmallOrder
+    );
     assert!(Ed25519Key::from_bytes(&p_le).is_err());
     p_le[0] += 1;
-    assert!(Ed25519Key::from_bytes(&p_le).is_err(), "p + 1 is not canonical either");
+    assert!(
+        Ed25519Key::from_bytes(&p_le).is_err(),
+        "p + 1 is not canonical either"
+    );
     assert!(Ed25519Key::from_bytes(&[0u8; 31]).is_err());
 
     let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([7; 32]));

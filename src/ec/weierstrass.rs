@@ -330,7 +330,7 @@ pub(crate) fn ecdsa_scalars<N: Modulus<NL>, const NL: usize, const W: usize>(
     let mut x_be = vec![0u8; len];
     scalar::words_to_be(&x, &mut x_be);
     let x = Fe::<N, NL>::from_raw_be(&x_be)?;
-    let w = x.mul(&pow2_mod::<N, NL>(curve.n_be, (2 * rb).checked_sub(k)?)?);
+    let w = x.mul(&Fe::<N, NL>::pow2_raw((2 * rb).checked_sub(k)?)?);
     // Montgomery products of plain values with w are plain: e·s⁻¹ and r·s⁻¹.
     let e = Fe::<N, NL>::from_raw_be(digest)?;
     let r_raw = Fe::<N, NL>::from_raw_be(r)?;
@@ -339,20 +339,4 @@ pub(crate) fn ecdsa_scalars<N: Modulus<NL>, const NL: usize, const W: usize>(
         super::field::limbs_to_be(&v.reduced_raw(), N::PRIME.bits, &mut out).then_some(out)
     };
     Some((to_be(e.mul(&w))?, to_be(r_raw.mul(&w))?))
-}
-
-/// 2^j mod n as a raw element (not converted): a power of two directly while it is below n,
-/// then doublings.
-fn pow2_mod<N: Modulus<NL>, const NL: usize>(n_be: &[u8], j: u32) -> Option<Fe<N, NL>> {
-    let n_bits = n_be.len() as u32 * 8 - n_be.first()?.leading_zeros();
-    let direct = j.min(n_bits - 1);
-    let mut be = vec![0u8; n_be.len()];
-    let byte = be.len() - 1 - (direct / 8) as usize;
-    *be.get_mut(byte)? = 1 << (direct % 8);
-    let mut value = Fe::<N, NL>::from_raw_be(&be)?;
-    // Doubling a raw value doubles what it represents too: 2·(v·R) = (2v)·R.
-    for _ in direct..j {
-        value = value.double();
-    }
-    Some(value)
 }
