@@ -200,7 +200,7 @@ fn product_inner<const L: usize>(x: &[i64; L], y: &[i64; L]) -> [i64; COLS] {
     t
 }
 
-#[cfg(all(test, not(target_arch = "wasm32")))]
+#[cfg(test)]
 mod tests {
     use super::*;
 

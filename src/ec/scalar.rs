@@ -218,7 +218,7 @@ impl Digits {
     }
 }
 
-#[cfg(all(test, not(target_arch = "wasm32")))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use num_bigint::BigUint;

@@ -10,6 +10,18 @@ use num_bigint::BigUint;
 use super::field::{Fe, Modulus};
 use super::{Ed25519Key, KeyError, P256Key, P384Key, ed25519, p256, p384};
 
+/// The key on each backend this build has: the integer one, and the floating-point one
+/// except in the portable build.
+macro_rules! both_backends {
+    ($key:expr) => {{
+        #[allow(unused_mut)]
+        let mut keys = vec![$key.with_int_backend().unwrap()];
+        #[cfg(any(not(target_arch = "wasm32"), target_feature = "simd128"))]
+        keys.push($key.with_fma_backend().unwrap());
+        keys
+    }};
+}
+
 /// A small deterministic generator (tests need variety, not secrecy).
 struct Rng(u64);
 
@@ -93,12 +105,15 @@ fn field_matches_bigint<M: Modulus<L>, const L: usize>(rng: &mut Rng) {
 fn fields_match_bigint() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     field_matches_bigint::<p256::FieldInt, 9>(&mut rng);
+    #[cfg(any(not(target_arch = "wasm32"), target_feature = "simd128"))]
     field_matches_bigint::<p256::FieldFma, 5>(&mut rng);
     field_matches_bigint::<p256::Scalar, 9>(&mut rng);
     field_matches_bigint::<p384::FieldInt, 14>(&mut rng);
+    #[cfg(any(not(target_arch = "wasm32"), target_feature = "simd128"))]
     field_matches_bigint::<p384::FieldFma, 8>(&mut rng);
     field_matches_bigint::<p384::Scalar, 14>(&mut rng);
     field_matches_bigint::<ed25519::FieldInt, 9>(&mut rng);
+    #[cfg(any(not(target_arch = "wasm32"), target_feature = "simd128"))]
     field_matches_bigint::<ed25519::FieldFma, 5>(&mut rng);
     field_matches_bigint::<ed25519::Scalar, 9>(&mut rng);
 }
@@ -142,11 +157,8 @@ fn p256_agrees_with_the_p256_crate() {
     let mut rng = Rng(0x1234_5678);
     for round in 0..12 {
         let (sk, key) = p256_keys(&mut rng);
-        let keys = [
-            key.with_int_backend().unwrap(),
-            key.with_fma_backend().unwrap(),
-        ];
-        assert_eq!([keys[0].backend(), keys[1].backend()], ["int", "fma"]);
+        let keys = both_backends!(key);
+        assert_eq!(keys[0].backend(), "int");
         for _ in 0..3 {
             let mut message = rng.bytes::<40>()[..rng.below(40)].to_vec();
             let signature: ::p256::ecdsa::Signature = sk.sign(&message);
@@ -170,10 +182,7 @@ fn p384_agrees_with_the_p384_crate() {
     let mut rng = Rng(0x8765_4321);
     for round in 0..6 {
         let (sk, key) = p384_keys(&mut rng);
-        let keys = [
-            key.with_int_backend().unwrap(),
-            key.with_fma_backend().unwrap(),
-        ];
+        let keys = both_backends!(key);
         for _ in 0..3 {
             let mut message = rng.bytes::<40>()[..rng.below(40)].to_vec();
             let signature: ::p384::ecdsa::Signature = sk.sign(&message);
@@ -197,10 +206,7 @@ fn ed25519_agrees_with_ed25519_compact() {
     for round in 0..12 {
         let pair = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new(rng.bytes()));
         let key = Ed25519Key::from_bytes(&pair.pk[..]).unwrap();
-        let keys = [
-            key.with_int_backend().unwrap(),
-            key.with_fma_backend().unwrap(),
-        ];
+        let keys = both_backends!(key);
         for _ in 0..3 {
             let mut message = rng.bytes::<40>()[..rng.below(40)].to_vec();
             let mut bytes = pair.sk.sign(&message, None).to_vec();
@@ -254,10 +260,7 @@ fn ecdsa_edge_cases() {
         ("empty", Vec::new(), false),
         ("DER-sized 72 bytes", [&sig[..], &[0; 8]].concat(), false),
     ];
-    for k in [
-        key.with_int_backend().unwrap(),
-        key.with_fma_backend().unwrap(),
-    ] {
+    for k in both_backends!(key) {
         for (name, bytes, expected) in &cases {
             assert_eq!(k.verify(&message, bytes), *expected, "{name}");
         }
@@ -422,6 +425,7 @@ fn ed25519_p_le() -> [u8; 32] {
 }
 
 #[test]
+#[cfg(any(not(target_arch = "wasm32"), target_feature = "simd128"))]
 fn fma_self_test_passes_where_fma_is_fused() {
     // Natively `mul_add` is always fused, so the floating-point backend must agree.
     let mut rng = Rng(3);
