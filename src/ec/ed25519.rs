@@ -393,8 +393,8 @@ impl Ed25519Key {
         let fast = key_table::<FieldFma, 5>(bytes).ok()?;
         let same = |a: &F<FieldFma, 5>, b: &F<FieldInt, 9>| {
             let (mut x, mut y) = ([0u8; 32], [0u8; 32]);
-            a.to_be(&mut x);
-            b.to_be(&mut y);
+            a.write_be(&mut x);
+            b.write_be(&mut y);
             x == y
         };
         let last = |t: usize| t.checked_sub(1);
@@ -429,6 +429,7 @@ impl Ed25519Key {
         self.tables.name()
     }
 
+    /// The key's 32-byte encoding.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.bytes
     }

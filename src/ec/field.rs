@@ -9,7 +9,7 @@
 //! Every modulus here leaves R ≥ 16p, so a Montgomery product of two values below 2p is again
 //! below 2p (a·b/R + p < 4p²/R + p) without a final subtraction; sums and differences are
 //! brought back below 2p with one conditional subtraction or addition of 2p. Only
-//! [`Fe::to_be`], [`Fe::is_zero`] and comparisons reduce fully.
+//! [`Fe::write_be`], [`Fe::is_zero`] and comparisons reduce fully.
 //!
 //! # Reduction
 //!
@@ -349,7 +349,7 @@ impl<M: Modulus<L>, const L: usize> std::fmt::Debug for Fe<M, L> {
         let len = M::PRIME.byte_len();
         match bytes.get_mut(..len) {
             Some(out) => {
-                self.to_be(out);
+                self.write_be(out);
                 for b in out.iter() {
                     write!(f, "{b:02x}")?;
                 }
@@ -412,7 +412,7 @@ impl<M: Modulus<L>, const L: usize> Fe<M, L> {
     }
 
     /// The value, big-endian, into `out` (the field's byte length).
-    pub(crate) fn to_be(&self, out: &mut [u8]) {
+    pub(crate) fn write_be(&self, out: &mut [u8]) {
         let ok = limbs_to_be(&self.canonical_limbs(), M::PRIME.bits, out);
         debug_assert!(ok);
     }
@@ -451,6 +451,7 @@ impl<M: Modulus<L>, const L: usize> Fe<M, L> {
     }
 
     #[inline]
+    #[allow(clippy::needless_range_loop)] // one carry chain over three arrays
     pub(crate) fn add(&self, other: &Self) -> Self {
         let prime = &M::PRIME;
         let (bits, limb_mask) = (prime.bits, mask(prime.bits));
@@ -474,6 +475,7 @@ impl<M: Modulus<L>, const L: usize> Fe<M, L> {
     }
 
     #[inline]
+    #[allow(clippy::needless_range_loop)] // one carry chain over three arrays
     pub(crate) fn sub(&self, other: &Self) -> Self {
         let prime = &M::PRIME;
         let (bits, limb_mask) = (prime.bits, mask(prime.bits));
@@ -563,7 +565,7 @@ impl<M: Modulus<L>, const L: usize> Fe<M, L> {
         let len = prime.byte_len();
         let mut buf = [0u8; 64];
         let be = buf.get_mut(..len)?;
-        self.to_be(be);
+        self.write_be(be);
         let a = super::scalar::words_from_be::<W>(be)?;
         let p = super::scalar::words_from_be::<W>(prime.p_be)?;
         // w·a ≡ 2ᵏ: a⁻¹·R = w·2^(RB−k), the Montgomery product of w and 2^(2RB−k).

@@ -153,7 +153,7 @@ pub(crate) fn product<const L: usize>(x: &[i64; L], y: &[i64; L]) -> [i64; COLS]
     all(target_arch = "wasm32", target_feature = "simd128"),
     target_feature(enable = "relaxed-simd")
 )]
-#[allow(clippy::cast_precision_loss)]
+#[allow(clippy::cast_precision_loss, clippy::needless_range_loop)]
 fn product_inner<const L: usize>(x: &[i64; L], y: &[i64; L]) -> [i64; COLS] {
     use lanes::{acc_add_bits, acc_zero, add, madd, pair, splat, sub};
     let pairs = L.div_ceil(2);

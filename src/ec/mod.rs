@@ -66,7 +66,12 @@ pub use p384::P384Key;
 #[non_exhaustive]
 pub enum KeyError {
     /// A coordinate (or an Ed25519 key) is not exactly the curve's size.
-    CoordinateLength { expected: usize, got: usize },
+    CoordinateLength {
+        /// The curve's size in bytes.
+        expected: usize,
+        /// What the key had.
+        got: usize,
+    },
     /// A coordinate is not below the field prime p.
     CoordinateOutOfRange,
     /// The point does not satisfy the curve equation.

@@ -72,7 +72,7 @@ fn field_matches_bigint<M: Modulus<L>, const L: usize>(rng: &mut Rng) {
     let fe = |x: &BigUint| Fe::<M, L>::from_be(&be_fixed(x, len)).unwrap();
     let back = |x: &Fe<M, L>| {
         let mut out = vec![0u8; len];
-        x.to_be(&mut out);
+        x.write_be(&mut out);
         BigUint::from_bytes_be(&out)
     };
     assert!(Fe::<M, L>::from_be(p_be).is_none(), "p itself is refused");
@@ -119,7 +119,7 @@ fn fields_match_bigint() {
 }
 
 /// A signature with one bit flipped, or a message with one byte changed.
-fn mutate(rng: &mut Rng, message: &mut Vec<u8>, signature: &mut [u8]) {
+fn mutate(rng: &mut Rng, message: &mut [u8], signature: &mut [u8]) {
     if rng.below(2) == 0 && !message.is_empty() {
         let i = rng.below(message.len());
         message[i] ^= 1 << rng.below(8);
@@ -239,7 +239,7 @@ fn ecdsa_edge_cases() {
     let sig = signature.to_bytes().to_vec();
     let (r, s) = sig.split_at(32);
     let n = p256::N_BE.to_vec();
-    let zero = vec![0u8; 32];
+    let zero = [0u8; 32];
     let high_s = [r, &negate_mod(s, &n)].concat();
     let n_plus_r = be_fixed(
         &(BigUint::from_bytes_be(&n) + BigUint::from_bytes_be(r)),

@@ -289,8 +289,8 @@ pub(crate) fn ecdsa_check<M: Modulus<L>, const L: usize>(
 pub(crate) fn affine_be<M: Modulus<L>, const L: usize>(p: &Affine<M, L>, out: &mut [u8]) {
     let half = out.len() / 2;
     let (x, y) = out.split_at_mut(half);
-    p.x.to_be(x);
-    p.y.to_be(y);
+    p.x.write_be(x);
+    p.y.write_be(y);
 }
 
 /// 3P, affine: a value that exercises every field operation, for the backend self-test.
