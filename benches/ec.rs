@@ -65,6 +65,17 @@ fn first_valid(text: &str) -> Vector {
     panic!("no valid case");
 }
 
+/// The key on every backend this build has (the portable build has no floating-point one).
+macro_rules! variants {
+    ($key:expr) => {{
+        #[allow(unused_mut)]
+        let mut keys = vec![$key.with_int_backend()];
+        #[cfg(any(not(target_arch = "wasm32"), target_feature = "simd128"))]
+        keys.push($key.with_fma_backend());
+        keys.into_iter().flatten()
+    }};
+}
+
 fn forged(sig: &[u8]) -> Vec<u8> {
     let mut forged = sig.to_vec();
     forged[10] ^= 1;
@@ -100,10 +111,7 @@ fn main() {
     let (x, y) = es256.public_key[1..].split_at(32);
     let key = P256Key::from_coordinates(x, y).unwrap();
     let chosen = key.backend();
-    for variant in [key.with_int_backend(), key.with_fma_backend()]
-        .into_iter()
-        .flatten()
-    {
+    for variant in variants!(key) {
         let name = variant.backend();
         bench.run(
             &format!("ES256 src/ec{}{name}", mark(name == chosen)),
@@ -130,10 +138,7 @@ fn main() {
     let (x, y) = es384.public_key[1..].split_at(48);
     let key = P384Key::from_coordinates(x, y).unwrap();
     let chosen = key.backend();
-    for variant in [key.with_int_backend(), key.with_fma_backend()]
-        .into_iter()
-        .flatten()
-    {
+    for variant in variants!(key) {
         let name = variant.backend();
         bench.run(
             &format!("ES384 src/ec{}{name}", mark(name == chosen)),
@@ -154,10 +159,7 @@ fn main() {
     }
     let key = Ed25519Key::from_bytes(&eddsa.public_key).unwrap();
     let chosen = key.backend();
-    for variant in [key.with_int_backend(), key.with_fma_backend()]
-        .into_iter()
-        .flatten()
-    {
+    for variant in variants!(key) {
         let name = variant.backend();
         bench.run(
             &format!("EdDSA src/ec{}{name}", mark(name == chosen)),
