@@ -29,8 +29,8 @@
 //! run (fast build, two runs): `p256` 0.14 13 197 / 11 420 µs against this module's
 //! 2 111 / 2 701; `ed25519-dalek` 2 (32-bit serial backend, precomputed tables) 2 115 / 2 050
 //! and 3.0 2 280 / 1 717 against this module's 1 563 / 712 and `ed25519-compact`'s
-//! 6 464 / 7 279. The `fiat` backend of curve25519-dalek uses the same 64-bit limbs as
-//! ed25519-compact's field.
+//! 6 464 / 7 279. Not measured: curve25519-dalek's `fiat` backend (fiat-crypto's field, the
+//! one ed25519-compact's is derived from) and `ring` (C, needs a wasm C toolchain).
 //!
 //! The crates are built for 64-bit targets (u128 limb products, which wasm emulates with
 //! several `i64.mul`) or constant time (every table entry read, every exponent bit squared):
