@@ -16,6 +16,7 @@ pub enum Algorithm {
     Ps384,
     Ps512,
     Es256,
+    Es384,
     EdDsa,
 }
 
@@ -24,11 +25,12 @@ pub enum Algorithm {
 pub enum KeyFamily {
     Rsa,
     P256,
+    P384,
     Ed25519,
 }
 
 impl Algorithm {
-    pub const ALL: [Algorithm; 8] = [
+    pub const ALL: [Algorithm; 9] = [
         Algorithm::Rs256,
         Algorithm::Rs384,
         Algorithm::Rs512,
@@ -36,6 +38,7 @@ impl Algorithm {
         Algorithm::Ps384,
         Algorithm::Ps512,
         Algorithm::Es256,
+        Algorithm::Es384,
         Algorithm::EdDsa,
     ];
 
@@ -55,6 +58,7 @@ impl Algorithm {
             Algorithm::Ps384 => "PS384",
             Algorithm::Ps512 => "PS512",
             Algorithm::Es256 => "ES256",
+            Algorithm::Es384 => "ES384",
             Algorithm::EdDsa => "EdDSA",
         }
     }
@@ -68,6 +72,7 @@ impl Algorithm {
             | Algorithm::Ps384
             | Algorithm::Ps512 => KeyFamily::Rsa,
             Algorithm::Es256 => KeyFamily::P256,
+            Algorithm::Es384 => KeyFamily::P384,
             Algorithm::EdDsa => KeyFamily::Ed25519,
         }
     }
@@ -138,7 +143,7 @@ mod tests {
             assert_eq!(Algorithm::from_jws_name(alg.jws_name()), Some(alg));
         }
         for name in [
-            "rs256", "none", "None", "NONE", "HS256", "ES384", "", "RS256 ",
+            "rs256", "none", "None", "NONE", "HS256", "es384", "ES512", "", "RS256 ",
         ] {
             assert_eq!(Algorithm::from_jws_name(name), None, "{name:?}");
         }

@@ -95,6 +95,7 @@ struct KeyMetadata {
     key_use: Option<String>,
     alg: Option<String>,
     kty: Option<String>,
+    crv: Option<String>,
     d: Option<serde_json::Value>,
 }
 
@@ -206,7 +207,12 @@ fn parse_key(value: &serde_json::Value, allowed: AlgorithmSet) -> Result<KeyEntr
     }
     let family = match meta.kty.as_deref() {
         Some("RSA") => KeyFamily::Rsa,
-        Some("EC") => KeyFamily::P256,
+        Some("EC") => match meta.crv.as_deref() {
+            Some("P-256") => KeyFamily::P256,
+            Some("P-384") => KeyFamily::P384,
+            Some(other) => return Err(skip(format!("EC curve {other:?} is not supported"))),
+            None => return Err(skip("EC key without crv".to_owned())),
+        },
         Some("OKP") => KeyFamily::Ed25519,
         Some(other) => return Err(skip(format!("key type {other:?} is not supported"))),
         None => return Err(skip("no kty".to_owned())),

@@ -27,6 +27,7 @@ pub const BUILD: &str = if cfg!(not(target_arch = "wasm32")) {
 pub mod algorithm;
 pub mod cache;
 pub mod config;
+pub mod ec;
 pub mod engine;
 pub mod filter;
 pub mod introspection;

@@ -1,52 +1,70 @@
 //! Verifying keys and signature verification, through jwt-compact's `Algorithm` trait.
 //!
-//! RS*/PS* verify with [`crate::rsa_verify`] (plugged in as a jwt-compact algorithm, see its
-//! docs for why); ES256 and EdDSA with jwt-compact's `p256` and `ed25519-compact` support.
+//! RS*/PS* verify with [`crate::rsa_verify`], ES256, ES384 and EdDSA with [`crate::ec`]: both
+//! plugged in as jwt-compact algorithms (see their docs for why the arithmetic is ours).
 
-use jwt_compact::alg::{Ed25519, Es256};
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm as JwsAlgorithm, AlgorithmSignature};
 
 use crate::algorithm::{Algorithm, KeyFamily};
+use crate::ec::{Ed25519Key, EdDsaVerify, Es256Verify, Es384Verify, P256Key, P384Key};
 use crate::rsa_verify::{PublicKey as RsaPublicKey, RsaVerify};
 
 /// A public key ready to verify signatures. Built once per key when a key set is loaded
-/// (for RSA, with its Montgomery constants precomputed).
+/// (for RSA with its Montgomery constants, for the curves with their tables of multiples).
 #[derive(Debug, Clone)]
 pub enum VerifyingKey {
     Rsa(Box<RsaPublicKey>),
-    P256(Box<p256::ecdsa::VerifyingKey>),
-    Ed25519(Box<ed25519_compact::PublicKey>),
+    P256(P256Key),
+    P384(P384Key),
+    Ed25519(Ed25519Key),
 }
 
 impl VerifyingKey {
     /// Converts a JWK of the given family. RSA moduli outside 2048–4096 bits are refused
     /// (RFC 7518 §3.3 sets the minimum), as are keys RFC 8017 §3.1 rules out (even n; e even,
-    /// below 3 or wider than 64 bits).
+    /// below 3 or wider than 64 bits). EC keys must name their curve (`crv`), have
+    /// coordinates of exactly its size below p, and be points of the curve; Ed25519 keys must
+    /// be canonical encodings of points not of small order.
     pub fn from_jwk(jwk: &JsonWebKey<'_>, family: KeyFamily) -> Result<VerifyingKey, String> {
-        match family {
-            KeyFamily::Rsa => {
-                let JsonWebKey::Rsa {
+        match (family, jwk) {
+            (
+                KeyFamily::Rsa,
+                JsonWebKey::Rsa {
                     modulus,
                     public_exponent,
                     ..
-                } = jwk
-                else {
-                    return Err(format!(
-                        "expected an RSA key, got key type {}",
-                        jwk.key_type()
-                    ));
-                };
-                RsaPublicKey::from_be_bytes(modulus, public_exponent)
-                    .map(|key| VerifyingKey::Rsa(Box::new(key)))
+                },
+            ) => RsaPublicKey::from_be_bytes(modulus, public_exponent)
+                .map(|key| VerifyingKey::Rsa(Box::new(key)))
+                .map_err(|err| err.to_string()),
+            (KeyFamily::P256, JsonWebKey::EllipticCurve { curve, x, y, .. }) => {
+                expect_curve(curve, "P-256")?;
+                P256Key::from_coordinates(x, y)
+                    .map(VerifyingKey::P256)
                     .map_err(|err| err.to_string())
             }
-            KeyFamily::P256 => p256::ecdsa::VerifyingKey::try_from(jwk)
-                .map(|key| VerifyingKey::P256(Box::new(key)))
-                .map_err(|err| err.to_string()),
-            KeyFamily::Ed25519 => ed25519_compact::PublicKey::try_from(jwk)
-                .map(|key| VerifyingKey::Ed25519(Box::new(key)))
-                .map_err(|err| err.to_string()),
+            (KeyFamily::P384, JsonWebKey::EllipticCurve { curve, x, y, .. }) => {
+                expect_curve(curve, "P-384")?;
+                P384Key::from_coordinates(x, y)
+                    .map(VerifyingKey::P384)
+                    .map_err(|err| err.to_string())
+            }
+            (KeyFamily::Ed25519, JsonWebKey::KeyPair { curve, x, .. }) => {
+                expect_curve(curve, "Ed25519")?;
+                Ed25519Key::from_bytes(x)
+                    .map(VerifyingKey::Ed25519)
+                    .map_err(|err| err.to_string())
+            }
+            (family, jwk) => Err(format!(
+                "expected a key of type {}, got key type {}",
+                match family {
+                    KeyFamily::Rsa => "RSA",
+                    KeyFamily::P256 | KeyFamily::P384 => "EC",
+                    KeyFamily::Ed25519 => "OKP",
+                },
+                jwk.key_type()
+            )),
         }
     }
 
@@ -74,13 +92,24 @@ impl VerifyingKey {
                 verify_with(&RsaVerify::PS512, key, signed_data, signature)
             }
             (VerifyingKey::P256(key), Algorithm::Es256) => {
-                verify_with(&Es256, key, signed_data, signature)
+                verify_with(&Es256Verify, key, signed_data, signature)
+            }
+            (VerifyingKey::P384(key), Algorithm::Es384) => {
+                verify_with(&Es384Verify, key, signed_data, signature)
             }
             (VerifyingKey::Ed25519(key), Algorithm::EdDsa) => {
-                verify_with(&Ed25519, key, signed_data, signature)
+                verify_with(&EdDsaVerify, key, signed_data, signature)
             }
             _ => false,
         }
+    }
+}
+
+fn expect_curve(curve: &str, expected: &str) -> Result<(), String> {
+    if curve == expected {
+        Ok(())
+    } else {
+        Err(format!("expected curve {expected}, got crv {curve:?}"))
     }
 }
 

@@ -94,6 +94,7 @@ impl TestKey {
                 KeyFamily::Ed25519 => Signer::Ed25519(Box::new(
                     ed25519_compact::SecretKey::try_from(&jwk).unwrap(),
                 )),
+                KeyFamily::P384 => panic!("no P-384 test key fixture"),
             }
         })
     }

@@ -113,22 +113,26 @@ fn b64url(bytes: &[u8]) -> String {
 fn sha_name(alg: Algorithm) -> &'static str {
     match alg {
         Algorithm::Rs256 | Algorithm::Ps256 | Algorithm::Es256 => "SHA-256",
-        Algorithm::Rs384 | Algorithm::Ps384 => "SHA-384",
+        Algorithm::Rs384 | Algorithm::Ps384 | Algorithm::Es384 => "SHA-384",
         Algorithm::Rs512 | Algorithm::Ps512 => "SHA-512",
         Algorithm::EdDsa => "",
     }
 }
 
-/// A P-256 JWK from the group's uncompressed point, for the ECDSA groups the file gives
-/// without one.
-fn ec_jwk_from_coordinates(public_key: &Value) -> Value {
+/// A JWK from the group's uncompressed point, for the ECDSA groups the file gives without
+/// one.
+fn ec_jwk_from_coordinates(public_key: &Value, alg: Algorithm) -> Value {
+    let (crv, size) = match alg {
+        Algorithm::Es256 => ("P-256", 32),
+        _ => ("P-384", 48),
+    };
     let point = hex(public_key["uncompressed"].as_str().unwrap());
     assert_eq!(
         (point.len(), point[0]),
-        (65, 0x04),
-        "uncompressed P-256 point"
+        (2 * size + 1, 0x04),
+        "uncompressed {crv} point"
     );
-    json!({"kty": "EC", "crv": "P-256", "x": b64url(&point[1..33]), "y": b64url(&point[33..])})
+    json!({"kty": "EC", "crv": crv, "x": b64url(&point[1..=size]), "y": b64url(&point[size + 1..])})
 }
 
 fn run(file_name: &str, text: &str, alg: Algorithm) -> Counts {
@@ -148,9 +152,11 @@ fn run(file_name: &str, text: &str, alg: Algorithm) -> Counts {
         }
         let jwk = match (&group.key_jwk, &group.public_key_jwk, &group.public_key) {
             (Some(jwk), _, _) | (None, Some(jwk), _) => jwk.clone(),
-            (None, None, Some(public_key)) if alg == Algorithm::Es256 => {
+            (None, None, Some(public_key))
+                if matches!(alg, Algorithm::Es256 | Algorithm::Es384) =>
+            {
                 counts.jwk_from_coordinates += 1;
-                ec_jwk_from_coordinates(public_key)
+                ec_jwk_from_coordinates(public_key, alg)
             }
             _ => panic!("{file_name}: a group without a key"),
         };
@@ -250,6 +256,11 @@ wycheproof!(
     ecdsa_p256_sha256_p1363,
     "ecdsa_secp256r1_sha256_p1363_test.json",
     Algorithm::Es256
+);
+wycheproof!(
+    ecdsa_p384_sha384_p1363,
+    "ecdsa_secp384r1_sha384_p1363_test.json",
+    Algorithm::Es384
 );
 wycheproof!(ed25519, "ed25519_test.json", Algorithm::EdDsa);
 

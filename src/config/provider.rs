@@ -581,11 +581,11 @@ fn parse_algorithms(raw: Option<Vec<String>>) -> Result<AlgorithmSet, ConfigErro
             "HS256" | "HS384" | "HS512" => format!(
                 "`{name}` (a shared secret) is not supported: the gateway verifies with public keys only"
             ),
-            "ES384" | "ES512" | "ES256K" => {
-                format!("`{name}` is not supported (no P-384/P-521/secp256k1 verifier is built in)")
+            "ES512" | "ES256K" => {
+                format!("`{name}` is not supported (no P-521/secp256k1 verifier is built in)")
             }
             _ => format!(
-                "unknown algorithm `{name}`; supported: RS256, RS384, RS512, PS256, PS384, PS512, ES256, EdDSA"
+                "unknown algorithm `{name}`; supported: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA"
             ),
         };
         return Err(ConfigError::new(format!("algorithms[{index}]"), problem));

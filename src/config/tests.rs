@@ -305,8 +305,8 @@ fn every_error_names_its_field() {
             "algorithms[0]",
         ),
         (
-            "ES384",
-            Box::new(|c| c["algorithms"] = json!(["ES384"])),
+            "ES512",
+            Box::new(|c| c["algorithms"] = json!(["ES512"])),
             "algorithms[0]",
         ),
         (
