@@ -222,8 +222,12 @@ async fn rp_initiated_logout_ends_the_session() -> Result<()> {
 
 /// Key rotation: a new RSA key with a higher priority signs new tokens at once; the old key
 /// stays in the JWKS and the tokens it signed stay valid.
+/// Held by the tests that add signing keys to the realm: each reads which key is active.
+static REALM_KEYS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn a_new_rsa_key_of_higher_priority_signs_new_tokens() -> Result<()> {
+    let _keys = REALM_KEYS.lock().await;
     let kc = own_keycloak()?;
     let admin = kc.admin();
     let client = kc.client();
@@ -234,7 +238,8 @@ async fn a_new_rsa_key_of_higher_priority_signs_new_tokens() -> Result<()> {
     let before = admin.realm_keys(REALM).await?;
     ensure!(before.kids().contains(&old_kid.as_str()), "{before:?}");
 
-    let new_kid = admin.add_rsa_signing_key(REALM, 200).await?;
+    let priority = top_priority(kc).await? + 100;
+    let new_kid = admin.add_rsa_signing_key(REALM, priority).await?;
     ensure!(new_kid != old_kid);
     let after = admin.realm_keys(REALM).await?;
     ensure!(after.kids().contains(&new_kid.as_str()), "{after:?}");
@@ -249,7 +254,11 @@ async fn a_new_rsa_key_of_higher_priority_signs_new_tokens() -> Result<()> {
         .iter()
         .find(|k| k.kid == new_kid)
         .context("new key not listed")?;
-    ensure!(key.algorithm == "RS256" && key.key_use == "SIG" && key.provider_priority == 200);
+    ensure!(
+        key.algorithm == "RS256"
+            && key.key_use == "SIG"
+            && i64::from(priority) == key.provider_priority
+    );
     eprintln!("kids after rotation: {:?}", after.kids());
 
     let new_token = client
@@ -308,4 +317,109 @@ async fn receive_one_post(listener: TcpListener) -> Result<String> {
         .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
         .await?;
     Ok(String::from_utf8_lossy(&request[head_end..head_end + length]).into_owned())
+}
+
+/// Key rotation that nothing can block, against real Keycloak and real Envoy: tokens with a
+/// junk `kid` first (one refetch, then remembered as missing: no more fetches), then a key
+/// added through the admin API, and a token signed with it is admitted on its first request
+/// once the refetch floor has passed.
+#[tokio::test]
+async fn a_junk_kid_does_not_delay_a_new_signing_key() -> Result<()> {
+    use loadtest::stack::{GatewaySpec, start_gateway};
+    let _keys = REALM_KEYS.lock().await;
+    let kc = own_keycloak()?;
+    let dir = loadtest::paths::run_dir("keycloak-rotation");
+    let (_backend, backend) = loadtest::backend::spawn(&dir, "backend", 1)?;
+    let gateway = start_gateway(&dir, &GatewaySpec::new("jwt"), backend.port(), kc.port())?;
+    let envoy = &gateway.envoy;
+    envoy
+        .wait_for_stat(
+            "wasmcustom.tokengate.jwks.keys_loaded",
+            1,
+            Duration::from_secs(30),
+        )
+        .await?;
+    let client = kc.client();
+    let call = |token: String| {
+        let url = gateway.url("/api/orders");
+        async move {
+            let bearer = format!("Bearer {token}");
+            loadtest::http::get(&url, &[("authorization", &bearer)]).await
+        }
+    };
+    let refetches = || envoy.stat("wasmcustom.tokengate.jwks.kid_refetch");
+    let token = client
+        .client_credentials(LOADTEST.id, LOADTEST.secret)
+        .await?
+        .access_token;
+    ensure!(
+        call(token.clone()).await?.status == 200,
+        "a valid token first"
+    );
+
+    // A junk kid: the header says a key the IdP never had.
+    let junk = with_kid(&token, "no-such-key")?;
+    let before = refetches().await?;
+    ensure!(call(junk.clone()).await?.status == 401);
+    ensure!(
+        refetches().await? == before + 1,
+        "one refetch for the junk kid"
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for _ in 0..5 {
+        ensure!(call(junk.clone()).await?.status == 401);
+    }
+    ensure!(
+        refetches().await? == before + 1,
+        "the junk kid, remembered as missing, costs no further fetch"
+    );
+    eprintln!("ok: a repeated junk kid is refused without a fetch");
+
+    // The IdP adds a key; a token signed with it is admitted at once (the floor has passed).
+    let priority = top_priority(kc).await? + 100;
+    let new_kid = kc.admin().add_rsa_signing_key(REALM, priority).await?;
+    let rotated = client
+        .client_credentials(LOADTEST.id, LOADTEST.secret)
+        .await?
+        .access_token;
+    ensure!(kid(&rotated)? == new_kid, "Keycloak signs with the new key");
+    let response = call(rotated).await?;
+    ensure!(
+        response.status == 200,
+        "the new key's token: {} {}",
+        response.status,
+        response.text()
+    );
+    ensure!(
+        refetches().await? == before + 2,
+        "one refetch for the new kid"
+    );
+    eprintln!("ok: a token of the new key {new_kid} is admitted on its first request");
+    Ok(())
+}
+
+/// The highest priority of the realm's keys: a key added above it signs the next tokens.
+async fn top_priority(kc: &Keycloak) -> Result<u32> {
+    let keys = kc.admin().realm_keys(REALM).await?;
+    let top = keys
+        .keys
+        .iter()
+        .map(|k| k.provider_priority)
+        .max()
+        .unwrap_or(0);
+    Ok(u32::try_from(top.max(0))?)
+}
+
+/// The token with its header's `kid` replaced (the signature no longer matters: the key is
+/// looked up first).
+fn with_kid(token: &str, kid: &str) -> Result<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (header, rest) = token.split_once('.').context("not a JWS")?;
+    let mut header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header)?)?;
+    header["kid"] = serde_json::Value::String(kid.to_owned());
+    Ok(format!(
+        "{}.{rest}",
+        URL_SAFE_NO_PAD.encode(header.to_string())
+    ))
 }
