@@ -12,15 +12,19 @@
 //! the providers for every request. A top-level provider with `rules` is provider `default`.
 
 mod error;
+pub mod forward;
+pub mod introspection;
+pub mod jwks;
 pub mod provider;
 pub mod values;
 
 pub use error::ConfigError;
-pub use provider::{
-    ClaimHeader, DEFAULT_CACHE_ENTRIES, DEGRADED_HEADER, DiscoveryJwks, Forwarding, Introspection,
-    JwksSource, Mode, OnIdpError, PROVIDER_PROPERTY, Provider, PublishedClaim, RemoteJwks,
-    TokenSource,
+pub use forward::{
+    ClaimHeader, DEGRADED_HEADER, Forwarding, PROVIDER_PROPERTY, PublishedClaim, TokenSource,
 };
+pub use introspection::Introspection;
+pub use jwks::{DiscoveryJwks, JwksSource, Origin, RemoteJwks};
+pub use provider::{DEFAULT_CACHE_ENTRIES, Mode, OnIdpError, Provider};
 pub use values::{Name, Secret};
 
 use crate::policy::{self, Policy, RawRule, Unmatched};

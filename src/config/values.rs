@@ -8,6 +8,8 @@ use std::marker::PhantomData;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, de::DeserializeOwned};
 
+use super::error::ConfigError;
+
 /// An integer within `MIN..=MAX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounded<const MIN: u64, const MAX: u64>(u64);
@@ -180,4 +182,22 @@ pub fn is_scope_token(scope: &str) -> bool {
         && scope
             .bytes()
             .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+/// `field` must not be empty.
+pub(crate) fn non_empty(field: &str, value: &str) -> Result<(), ConfigError> {
+    if value.is_empty() {
+        Err(ConfigError::new(field, "must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+/// `field` must be a path starting with `/`.
+pub(crate) fn absolute_path(field: &str, path: &str) -> Result<(), ConfigError> {
+    if path.starts_with('/') {
+        Ok(())
+    } else {
+        Err(ConfigError::new(field, "must start with `/`"))
+    }
 }

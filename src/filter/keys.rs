@@ -10,7 +10,7 @@
 
 use serde::Deserialize;
 
-use crate::config::provider::Origin;
+use crate::config::Origin;
 use crate::config::{JwksSource, Provider};
 use crate::introspection::HttpCall;
 use crate::jwks::MAX_JWKS_BYTES;
