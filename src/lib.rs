@@ -38,6 +38,7 @@ pub mod jwt;
 pub mod metrics;
 pub mod policy;
 pub mod rejection;
+pub mod revocation;
 pub mod rsa_verify;
 #[allow(missing_docs)] // documented as it is regrouped by concern (key types)
 pub mod signature;

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::engine::{CacheUse, IntrospectionCacheUse, Lookups};
 use crate::filter::host::{Host, HostError, MetricKind};
 use crate::rejection::{DenyReason, IdpFailure};
+use crate::revocation::LogoutError;
 
 /// Every metric name starts with this.
 pub const PREFIX: &str = "tokengate";
@@ -41,11 +42,21 @@ pub enum Counter {
     IntrospectionCacheHitNegative,
     /// Introspection cache lookups that found nothing.
     IntrospectionCacheMiss,
+    /// Logout tokens accepted (each ended a session or a user's sessions).
+    RevocationReceived,
+    /// Accepted logout tokens relayed to a peer replica that answered 200.
+    RevocationRelayed,
+    /// Relays that failed (the peer did not answer 200).
+    RevocationRelayFailed,
+    /// Live entries forgotten because the set was full (`when_full: drop_oldest`).
+    RevocationDropped,
+    /// Times the set was found full with `when_full: fail_closed`.
+    RevocationFull,
 }
 
 impl Counter {
     /// Every counter, in discriminant order (the handles are indexed by it).
-    pub const ALL: [Counter; 12] = [
+    pub const ALL: [Counter; 17] = [
         Counter::Allowed,
         Counter::CacheHit,
         Counter::CacheMiss,
@@ -58,6 +69,11 @@ impl Counter {
         Counter::IntrospectionCacheHitPositive,
         Counter::IntrospectionCacheHitNegative,
         Counter::IntrospectionCacheMiss,
+        Counter::RevocationReceived,
+        Counter::RevocationRelayed,
+        Counter::RevocationRelayFailed,
+        Counter::RevocationDropped,
+        Counter::RevocationFull,
     ];
 
     /// The exported name.
@@ -75,6 +91,11 @@ impl Counter {
             Counter::IntrospectionCacheHitPositive => "tokengate.introspection.cache_hit_positive",
             Counter::IntrospectionCacheHitNegative => "tokengate.introspection.cache_hit_negative",
             Counter::IntrospectionCacheMiss => "tokengate.introspection.cache_miss",
+            Counter::RevocationReceived => "tokengate.revocation.received",
+            Counter::RevocationRelayed => "tokengate.revocation.relayed",
+            Counter::RevocationRelayFailed => "tokengate.revocation.relay_failed",
+            Counter::RevocationDropped => "tokengate.revocation.dropped",
+            Counter::RevocationFull => "tokengate.revocation.full",
         }
     }
 }
@@ -86,17 +107,24 @@ pub enum Gauge {
     KeysLoaded,
     /// 1 when `exp` is deliberately not verified (`claims_to_verify` without `exp`).
     ExpCheckDisabled,
+    /// Ended sessions this worker knows of (all providers).
+    RevokedEntries,
 }
 
 impl Gauge {
     /// Every gauge, in discriminant order.
-    pub const ALL: [Gauge; 2] = [Gauge::KeysLoaded, Gauge::ExpCheckDisabled];
+    pub const ALL: [Gauge; 3] = [
+        Gauge::KeysLoaded,
+        Gauge::ExpCheckDisabled,
+        Gauge::RevokedEntries,
+    ];
 
     /// The exported name.
     pub fn name(self) -> &'static str {
         match self {
             Gauge::KeysLoaded => "tokengate.jwks.keys_loaded",
             Gauge::ExpCheckDisabled => "tokengate.config.exp_check_disabled",
+            Gauge::RevokedEntries => "tokengate.revocation.entries",
         }
     }
 }
@@ -157,8 +185,14 @@ pub fn provider_prefix(provider: &str) -> String {
     format!("{PREFIX}.provider.{provider}")
 }
 
+/// `tokengate.revocation.rejected.<reason>`.
+pub fn logout_rejected_name(reason: LogoutError) -> String {
+    format!("{PREFIX}.revocation.rejected.{}", reason.as_str())
+}
+
 /// One worker's metric handles, defined through the host at configuration.
 pub struct Metrics {
+    logout_rejected: [u32; LogoutError::ALL.len()],
     counters: [u32; Counter::ALL.len()],
     gauges: [u32; Gauge::ALL.len()],
     denied: [u32; DenyReason::ALL.len()],
@@ -214,7 +248,12 @@ impl Metrics {
         }
         let introspection_latency =
             host.define_metric(MetricKind::Histogram, INTROSPECTION_LATENCY_MS)?;
+        let mut logout_rejected = [0; LogoutError::ALL.len()];
+        for (slot, reason) in logout_rejected.iter_mut().zip(LogoutError::ALL) {
+            *slot = host.define_metric(MetricKind::Counter, &logout_rejected_name(reason))?;
+        }
         Ok(Metrics {
+            logout_rejected,
             counters,
             gauges,
             denied,
@@ -224,6 +263,11 @@ impl Metrics {
             keys: vec![0; providers.len()],
             providers,
         })
+    }
+
+    /// Counts a refused logout token under its reason.
+    pub fn record_logout_rejected(&self, host: &mut impl Host, reason: LogoutError) {
+        host.increment_metric(self.logout_rejected[reason.index()], 1);
     }
 
     /// Counts one of a provider's own counters, in its total too.

@@ -89,6 +89,11 @@ pub enum Rejection {
     ClockUnavailable,
     /// The IdP's introspection answered `active: false` (expired, revoked, unknown, ...).
     Inactive,
+    /// The token's session ended: the IdP said so through back-channel logout.
+    SessionEnded,
+    /// The provider's set of ended sessions is full and fails closed: none of its tokens can
+    /// be judged until entries expire.
+    RevocationsFull,
     /// The IdP could not answer an introspection: the gateway cannot judge the token.
     IdpUnavailable(IdpFailure),
 }
@@ -182,13 +187,17 @@ pub enum DenyReason {
     ClockUnavailable,
     /// Introspection said inactive.
     Inactive,
+    /// The session ended (back-channel logout).
+    SessionEnded,
+    /// The ended-session set is full (fail closed).
+    RevocationsFull,
     /// The IdP could not answer.
     IdpUnavailable,
 }
 
 impl DenyReason {
     /// Every reason, in metric order.
-    pub const ALL: [DenyReason; 21] = [
+    pub const ALL: [DenyReason; 23] = [
         DenyReason::Missing,
         DenyReason::InvalidRequest,
         DenyReason::TooLarge,
@@ -209,6 +218,8 @@ impl DenyReason {
         DenyReason::KeysUnavailable,
         DenyReason::ClockUnavailable,
         DenyReason::Inactive,
+        DenyReason::SessionEnded,
+        DenyReason::RevocationsFull,
         DenyReason::IdpUnavailable,
     ];
 
@@ -235,6 +246,8 @@ impl DenyReason {
             DenyReason::KeysUnavailable => "keys_unavailable",
             DenyReason::ClockUnavailable => "clock_unavailable",
             DenyReason::Inactive => "inactive",
+            DenyReason::SessionEnded => "session_ended",
+            DenyReason::RevocationsFull => "revocations_full",
             DenyReason::IdpUnavailable => "idp_unavailable",
         }
     }
@@ -291,6 +304,8 @@ impl Rejection {
             Rejection::KeysUnavailable => DenyReason::KeysUnavailable,
             Rejection::ClockUnavailable => DenyReason::ClockUnavailable,
             Rejection::Inactive => DenyReason::Inactive,
+            Rejection::SessionEnded => DenyReason::SessionEnded,
+            Rejection::RevocationsFull => DenyReason::RevocationsFull,
             Rejection::IdpUnavailable(_) => DenyReason::IdpUnavailable,
         }
     }
@@ -303,6 +318,7 @@ impl Rejection {
             Some(ErrorCode::InvalidToken) | None => match self {
                 Rejection::KeysUnavailable
                 | Rejection::ClockUnavailable
+                | Rejection::RevocationsFull
                 | Rejection::IdpUnavailable(_) => 503,
                 Rejection::NoRule => 403,
                 _ => 401,
@@ -316,6 +332,7 @@ impl Rejection {
             Rejection::MissingToken
             | Rejection::KeysUnavailable
             | Rejection::ClockUnavailable
+            | Rejection::RevocationsFull
             | Rejection::IdpUnavailable(_)
             | Rejection::NoRule => None,
             Rejection::InvalidRequest(_) => Some(ErrorCode::InvalidRequest),
@@ -372,6 +389,8 @@ impl Rejection {
             Rejection::KeysUnavailable => "Token signing keys are not available yet",
             Rejection::ClockUnavailable => "The gateway's clock cannot judge token lifetimes",
             Rejection::Inactive => "The token is not active",
+            Rejection::SessionEnded => "The token's session has ended",
+            Rejection::RevocationsFull => "The gateway cannot record more ended sessions",
             Rejection::IdpUnavailable(_) => "The identity provider cannot be reached",
         }
     }
@@ -557,6 +576,8 @@ mod tests {
             (R::KeysUnavailable, 503, None, "keys_unavailable"),
             (R::ClockUnavailable, 503, None, "clock_unavailable"),
             (R::Inactive, 401, Some("invalid_token"), "inactive"),
+            (R::SessionEnded, 401, Some("invalid_token"), "session_ended"),
+            (R::RevocationsFull, 503, None, "revocations_full"),
             (
                 R::IdpUnavailable(IdpFailure::Timeout),
                 503,

@@ -11,6 +11,7 @@
 //! `providers` and lists `rules` ([`crate::policy`]); without `rules`, one rule requires any of
 //! the providers for every request. A top-level provider with `rules` is provider `default`.
 
+pub mod backchannel;
 mod error;
 pub mod forward;
 pub mod introspection;
@@ -18,6 +19,7 @@ pub mod jwks;
 pub mod provider;
 pub mod values;
 
+pub use backchannel::{BackchannelLogout, Peer, RELAYED_HEADER, WhenFull};
 pub use error::ConfigError;
 pub use forward::{
     ClaimHeader, DEGRADED_HEADER, Forwarding, PROVIDER_PROPERTY, PublishedClaim, TokenSource,
@@ -157,12 +159,40 @@ fn validate(mut raw: RawConfig) -> Result<Config, ConfigError> {
             (providers, policy)
         }
     };
+    check_logout_paths(&providers)?;
     Ok(Config {
         providers,
         policy,
         realm,
         retry_after_seconds,
     })
+}
+
+/// Two providers cannot receive logout tokens on one path: the path names the issuer.
+fn check_logout_paths(providers: &[Provider]) -> Result<(), ConfigError> {
+    for (index, provider) in providers.iter().enumerate() {
+        let Some(path) = provider.backchannel.as_ref().and_then(|b| b.path.as_ref()) else {
+            continue;
+        };
+        let clash = providers[..index]
+            .iter()
+            .find(|other| other.backchannel.as_ref().and_then(|b| b.path.as_ref()) == Some(path));
+        if let Some(other) = clash {
+            let field = if providers.len() > 1 {
+                format!("providers.{}.backchannel_logout.path", provider.name)
+            } else {
+                "backchannel_logout.path".to_owned()
+            };
+            return Err(ConfigError::new(
+                field,
+                format!(
+                    "`{path}` is provider `{}`'s logout path already",
+                    other.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_providers(named: NamedMap<RawProvider>) -> Result<Vec<Provider>, ConfigError> {

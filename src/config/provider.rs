@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use crate::algorithm::{Algorithm, AlgorithmSet};
 
+use super::backchannel::{BackchannelLogout, parse_backchannel};
 use super::error::ConfigError;
 use super::forward::{Forwarding, TokenSource, parse_forward, parse_token_source};
 use super::introspection::{Introspection, parse_introspection};
@@ -89,6 +90,8 @@ pub struct Provider {
     pub forward: Forwarding,
     /// Capacity of the per-worker verified-token cache; 0 disables it.
     pub cache_max_entries: usize,
+    /// Back-channel logout: ended sessions' tokens are refused.
+    pub backchannel: Option<BackchannelLogout>,
 }
 
 impl Provider {
@@ -140,6 +143,8 @@ macro_rules! with_provider_fields {
             pub(crate) introspection: Option<$crate::config::introspection::RawIntrospection>,
             pub(crate) on_idp_error: Option<$crate::config::provider::OnIdpError>,
             pub(crate) opaque: Option<bool>,
+            pub(crate) backchannel_logout:
+                Option<$crate::config::backchannel::RawBackchannelLogout>,
             $(pub(crate) $field: $ty,)*
         }
     };
@@ -170,6 +175,7 @@ macro_rules! take_provider_fields {
             introspection: $from.introspection.take(),
             on_idp_error: $from.on_idp_error.take(),
             opaque: $from.opaque.take(),
+            backchannel_logout: $from.backchannel_logout.take(),
         }
     };
 }
@@ -194,6 +200,7 @@ impl RawProvider {
             ("introspection", self.introspection.is_some()),
             ("on_idp_error", self.on_idp_error.is_some()),
             ("opaque", self.opaque.is_some()),
+            ("backchannel_logout", self.backchannel_logout.is_some()),
         ]
         .into_iter()
         .find_map(|(name, set)| set.then_some(name))
@@ -290,6 +297,7 @@ pub(crate) fn validate(name: Name, raw: RawProvider) -> Result<Provider, ConfigE
     }
     let token_source = parse_token_source(raw.token_source)?;
     let forward = parse_forward(raw.forward, &token_source)?;
+    let backchannel = raw.backchannel_logout.map(parse_backchannel).transpose()?;
     let cache_max_entries = Bounded::or_usize(
         raw.cache.and_then(|cache| cache.max_entries),
         DEFAULT_CACHE_ENTRIES,
@@ -312,6 +320,7 @@ pub(crate) fn validate(name: Name, raw: RawProvider) -> Result<Provider, ConfigE
         token_source,
         forward,
         cache_max_entries,
+        backchannel,
     })
 }
 

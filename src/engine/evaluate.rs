@@ -283,13 +283,32 @@ impl Judges<'_> {
     }
 
     /// One provider's verdict on one token. On an implausible clock nothing is admitted: a
-    /// refusal stands (the token is bad whatever the time), an admission becomes 503.
+    /// refusal stands (the token is bad whatever the time), an admission becomes 503. A token
+    /// of an ended session is refused however it was verified (cache hits included).
     fn judge(&mut self, index: usize, token: &str, parsed: Option<&Parsed<'_>>) -> Verdict {
-        match self.judge_at_face_value(index, token, parsed) {
+        let verdict = match self.judge_at_face_value(index, token, parsed) {
             Verdict::Satisfied(_) if self.now < MIN_PLAUSIBLE_TIME => {
                 Verdict::Failed(Rejection::ClockUnavailable, Some(index))
             }
             verdict => verdict,
+        };
+        match (
+            verdict,
+            self.states.get(index).and_then(|s| s.revoked.as_ref()),
+        ) {
+            (Verdict::Satisfied(identities), Some(revoked)) => {
+                if revoked.full_until > self.now {
+                    return Verdict::Failed(Rejection::RevocationsFull, Some(index));
+                }
+                if identities
+                    .iter()
+                    .any(|id| revoked.ends(&id.verified, self.now))
+                {
+                    return Verdict::Failed(Rejection::SessionEnded, Some(index));
+                }
+                Verdict::Satisfied(identities)
+            }
+            (verdict, _) => verdict,
         }
     }
 

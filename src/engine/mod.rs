@@ -27,6 +27,7 @@ use crate::introspection::{self, CallAnswer, HttpCall};
 use crate::jwks::{JwksError, SkippedKey};
 use crate::jwt::Verified;
 use crate::rejection::{IdpFailure, Rejection};
+use crate::revocation::{LogoutError, LogoutEvent, Revoked};
 
 use plan::Plan;
 use provider::ProviderState;
@@ -153,7 +154,11 @@ impl Engine {
             .providers
             .iter()
             .any(|p| p.on_idp_error == OnIdpError::Allow);
-        let needs = RequestNeeds::new(config.policy.needs(), &sources);
+        let logout = config
+            .providers
+            .iter()
+            .any(|p| p.backchannel.as_ref().is_some_and(|b| b.path.is_some()));
+        let needs = RequestNeeds::new(config.policy.needs(), &sources, logout);
         Engine {
             config,
             states,
@@ -257,6 +262,39 @@ impl Engine {
             .rule
             .and_then(|rule| self.config.policy.rules.get(rule))
             .is_some_and(|rule| rule.clear_route_cache)
+    }
+
+    /// `provider`'s ended sessions, if it has back-channel logout.
+    pub fn revoked_mut(&mut self, provider: usize) -> Option<&mut Revoked> {
+        self.states.get_mut(provider)?.revoked.as_mut()
+    }
+
+    /// `provider`'s ended sessions, if it has back-channel logout.
+    pub fn revoked(&self, provider: usize) -> Option<&Revoked> {
+        self.states.get(provider)?.revoked.as_ref()
+    }
+
+    /// Validates a logout token posted to `provider`'s back-channel logout path, with the
+    /// provider's keys (the replay check is the caller's).
+    pub fn validate_logout_token(
+        &self,
+        provider: usize,
+        token: &str,
+        now: i64,
+    ) -> Result<LogoutEvent, LogoutError> {
+        let (Some(config), Some(state)) = (
+            self.config.providers.get(provider),
+            self.states.get(provider),
+        ) else {
+            return Err(LogoutError::Issuer);
+        };
+        let Some(settings) = &config.backchannel else {
+            return Err(LogoutError::Issuer);
+        };
+        if state.keys().is_empty() {
+            return Err(LogoutError::UnknownKey);
+        }
+        crate::revocation::logout_token::validate(config, settings, state.keys(), token, now)
     }
 
     /// The `scope` attribute of a 403 for `rule`: its scopes, space-separated.

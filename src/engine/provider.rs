@@ -11,6 +11,7 @@ use crate::jwks::{JwksError, KeySet, SkippedKey};
 use crate::jwt::validate::{self, Parsed, Verified};
 use crate::policy::facts::FactCatalog;
 use crate::rejection::{IdpFailure, MalformedToken, Rejection};
+use crate::revocation::Revoked;
 
 use super::{CacheUse, InHand, IntrospectionCacheUse, IntrospectionOutcome, Lookups};
 
@@ -30,6 +31,8 @@ pub(super) enum IntrospectionFailure {
 }
 
 pub(super) struct ProviderState {
+    /// Ended sessions, for a provider with back-channel logout.
+    pub(super) revoked: Option<Revoked>,
     keys: KeySet,
     /// The JWKS document behind `keys`, to recognise a refresh that changed nothing.
     keys_document: Vec<u8>,
@@ -54,6 +57,7 @@ impl ProviderState {
                 .map_or(0, |introspection| introspection.max_cache_entries),
         );
         ProviderState {
+            revoked: provider.backchannel.as_ref().map(|_| Revoked::default()),
             keys,
             keys_document: Vec::new(),
             verified,
@@ -63,6 +67,10 @@ impl ProviderState {
 
     pub(super) fn key_count(&self) -> usize {
         self.keys.len()
+    }
+
+    pub(super) fn keys(&self) -> &KeySet {
+        &self.keys
     }
 
     /// See [`super::Engine::install_keys`].

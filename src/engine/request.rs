@@ -14,6 +14,8 @@ pub struct Request {
     pub headers: Vec<(String, Vec<u8>)>,
     /// The route's name, when [`RequestNeeds::route`] asks for it and the host knows it.
     pub route: Option<Vec<u8>>,
+    /// Whether a body follows the headers.
+    pub body_follows: bool,
 }
 
 impl Request {
@@ -22,6 +24,7 @@ impl Request {
         Request {
             headers,
             route: None,
+            body_follows: false,
         }
     }
 
@@ -67,16 +70,18 @@ pub struct RequestNeeds {
 }
 
 impl RequestNeeds {
-    /// What matching the rules and reading every token source needs.
-    pub fn new(matching: MatchNeeds, sources: &[TokenSource]) -> RequestNeeds {
+    /// What matching the rules, reading every token source and recognising logout requests
+    /// (`logout`: some provider has a back-channel logout path) needs.
+    pub fn new(matching: MatchNeeds, sources: &[TokenSource], logout: bool) -> RequestNeeds {
         let mut needs = RequestNeeds {
             headers: Vec::new(),
             route: matching.route,
         };
         for (wanted, name) in [
-            (matching.path, ":path"),
-            (matching.method, ":method"),
+            (matching.path || logout, ":path"),
+            (matching.method || logout, ":method"),
             (matching.authority, ":authority"),
+            (logout, crate::config::RELAYED_HEADER),
         ] {
             if wanted {
                 needs.add(HeaderRead::One(name.to_owned()));

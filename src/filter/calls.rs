@@ -9,6 +9,7 @@
 //! itself.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use crate::engine::{CallKey, InHand, Request};
 use crate::introspection::CallAnswer;
@@ -41,6 +42,15 @@ pub enum Call {
     },
     /// The introspection of a token at a provider.
     Introspection(CallKey),
+    /// An accepted logout token sent on to a peer replica.
+    Relay {
+        /// The provider it was for.
+        provider: usize,
+        /// The peer (index into the provider's `backchannel_logout.peers`).
+        peer: usize,
+        /// The form body the IdP posted.
+        body: Rc<[u8]>,
+    },
 }
 
 impl Call {
@@ -119,7 +129,7 @@ impl Calls {
                 provider: p,
                 refetch: r,
             } => *p == provider && refetch.is_none_or(|wanted| wanted == *r),
-            Call::Introspection(_) => false,
+            Call::Introspection(_) | Call::Relay { .. } => false,
         };
         self.to_dispatch.iter().any(fetches) || self.in_flight.values().any(|f| fetches(&f.call))
     }
@@ -134,6 +144,8 @@ impl Calls {
         self.in_flight.get(&token).map(|f| match f.call {
             Call::Jwks { .. } | Call::Discovery { .. } => crate::jwks::MAX_JWKS_BYTES,
             Call::Introspection(_) => MAX_INTROSPECTION_BYTES,
+            // Only the status matters.
+            Call::Relay { .. } => 0,
         })
     }
 }
@@ -216,6 +228,11 @@ impl Worker {
                 .and_then(Option::as_ref)
                 .and_then(|remote| remote.discovery_call()),
             Call::Introspection(key) => self.engine.introspection_call(key),
+            Call::Relay {
+                provider,
+                peer,
+                body,
+            } => self.relay_call(*provider, *peer, body),
         };
         let Some(spec) = spec else {
             return Err(call);

@@ -16,6 +16,7 @@ pub mod calls;
 pub mod fake;
 pub mod host;
 mod keys;
+mod revocations;
 
 use std::rc::Rc;
 
@@ -29,6 +30,7 @@ use crate::rejection::{DenyResponse, IdpFailure, Rejection, ResponseContext, den
 
 pub use calls::{CallResponse, Waiter};
 pub use host::Host;
+pub use revocations::BodyStep;
 
 use calls::Call;
 use keys::RemoteKeys;
@@ -64,6 +66,8 @@ pub enum Step {
     Reply(DenyResponse),
     /// It stays paused until a call it waits on returns.
     Wait,
+    /// It stays paused while its body arrives ([`Worker::on_request_body`]): a logout token.
+    ReadBody,
 }
 
 /// A step for a request that was waiting, to carry out in its context.
@@ -84,6 +88,12 @@ pub struct Worker {
     calls: calls::Calls,
     /// Per provider: requests waiting on an introspection of their token.
     introspection_waiters: Vec<Coalescer<Rc<str>, Waiter>>,
+    /// Per provider with back-channel logout: its shared log of ended sessions.
+    revocations: Vec<Option<revocations::SharedLog>>,
+    /// The back-channel logout paths this configuration answers, and their providers.
+    logout_paths: Vec<(String, usize)>,
+    /// Logout requests whose body is on its way.
+    pending_logouts: std::collections::VecDeque<revocations::PendingLogout>,
 }
 
 impl Worker {
@@ -119,6 +129,17 @@ impl Worker {
                 )
             })
             .collect();
+        let revocations = config
+            .providers
+            .iter()
+            .map(revocations::SharedLog::for_provider)
+            .collect();
+        let logout_paths = config
+            .providers
+            .iter()
+            .enumerate()
+            .filter_map(|(index, p)| Some((p.backchannel.as_ref()?.path.clone()?, index)))
+            .collect();
         let engine = Engine::new(config);
         for provider in 0..engine.config().providers.len() {
             metrics.record_keys(host, provider, engine.key_count(provider));
@@ -129,6 +150,9 @@ impl Worker {
             remotes,
             calls: calls::Calls::new(wake_queue),
             introspection_waiters,
+            revocations,
+            logout_paths,
+            pending_logouts: std::collections::VecDeque::new(),
         };
         for provider in 0..worker.remotes.len() {
             worker.sync_keys_from_shared(host, provider);
@@ -153,6 +177,14 @@ impl Worker {
 
     /// Decides on a request (its needed headers in `waiter`).
     pub fn on_request(&mut self, host: &mut impl Host, waiter: Waiter, now: Now) -> Step {
+        self.sync_revocations(host, now);
+        if let Some(provider) = self.logout_provider(&waiter.request) {
+            // Answered here, never forwarded.
+            return match self.start_logout(waiter.context_id, provider, &waiter.request) {
+                Ok(()) => Step::ReadBody,
+                Err(reply) => Step::Reply(reply),
+            };
+        }
         self.decide(host, waiter, true, now)
     }
 
@@ -289,6 +321,18 @@ impl Worker {
                 }
                 self.remember_missing_kids(host, provider, &missing, now);
                 waiters
+            }
+            Call::Relay { peer, .. } => {
+                if response.status == Some(200) {
+                    self.metrics.increment(host, Counter::RevocationRelayed);
+                } else {
+                    self.metrics.increment(host, Counter::RevocationRelayFailed);
+                    log::warn!(
+                        "tokengate: relaying a logout to peer {peer} failed ({:?})",
+                        response.status
+                    );
+                }
+                return Vec::new();
             }
             Call::Introspection(key) => {
                 let outcome =
@@ -464,5 +508,7 @@ pub fn unconfigured_response() -> DenyResponse {
     )
 }
 
+#[cfg(test)]
+mod logout_tests;
 #[cfg(test)]
 mod tests;

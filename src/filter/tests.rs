@@ -79,7 +79,7 @@ fn status_of(step: &Step) -> u16 {
     match step {
         Step::Forward(_) => 200,
         Step::Reply(response) => response.status,
-        Step::Wait => 0,
+        Step::Wait | Step::ReadBody => 0,
     }
 }
 

@@ -90,6 +90,7 @@ pub enum MapType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum BufferType {
+    HttpRequestBody = 0,
     HttpCallResponseBody = 4,
     PluginConfiguration = 7,
 }

@@ -26,7 +26,7 @@ use abi::{Action, BufferType, LogLevel, MapType, MetricType, Status};
 use crate::engine::{HeaderRead, Request, RequestNeeds};
 use crate::filter::host::{Host, HostError, MetricKind, SharedValue};
 use crate::filter::{
-    CallResponse, Now, Resumption, Step, TICK_MS, Waiter, Worker, unconfigured_response,
+    BodyStep, CallResponse, Now, Resumption, Step, TICK_MS, Waiter, Worker, unconfigured_response,
 };
 use crate::introspection::HttpCall;
 use crate::rejection::DenyResponse;
@@ -344,7 +344,7 @@ pub extern "C" fn proxy_on_http_call_response(
 pub extern "C" fn proxy_on_request_headers(
     context_id: u32,
     _headers: usize,
-    _end_of_stream: u32,
+    end_of_stream: u32,
 ) -> u32 {
     let worker = match vm(|vm| vm.worker_for_request(context_id)) {
         Some(Ok(Some(worker))) => worker,
@@ -353,7 +353,7 @@ pub extern "C" fn proxy_on_request_headers(
     let Ok(mut guard) = worker.try_borrow_mut() else {
         return reply_now(&unconfigured_response());
     };
-    let request = match read_request(guard.needs()) {
+    let request = match read_request(guard.needs(), end_of_stream == 0) {
         Ok(request) => request,
         Err(status) => {
             log::warn!("tokengate: cannot read request headers: {status:?}");
@@ -370,7 +370,51 @@ pub extern "C" fn proxy_on_request_headers(
             drop(guard);
             reply_now(&response)
         }
-        Step::Wait => Action::Pause as u32,
+        Step::Wait | Step::ReadBody => Action::Pause as u32,
+    }
+}
+
+/// The request body, for the requests the worker reads one of (logout tokens); every other
+/// request's body passes through.
+#[unsafe(no_mangle)]
+pub extern "C" fn proxy_on_request_body(
+    context_id: u32,
+    body_size: usize,
+    end_of_stream: u32,
+) -> u32 {
+    let worker = vm(|vm| {
+        vm.roots
+            .iter()
+            .filter_map(|root| root.worker.as_ref())
+            .find(|worker| worker.try_borrow().is_ok_and(|w| w.awaits_body(context_id)))
+            .cloned()
+    })
+    .flatten();
+    let Some(worker) = worker else {
+        return Action::Continue as u32;
+    };
+    let Ok(mut guard) = worker.try_borrow_mut() else {
+        return Action::Continue as u32;
+    };
+    let read = |size: usize| {
+        abi::get_buffer(BufferType::HttpRequestBody, 0, size)
+            .ok()
+            .flatten()
+    };
+    let step = guard.on_request_body(
+        &mut ProxyWasm,
+        context_id,
+        body_size,
+        end_of_stream != 0,
+        read,
+        now(),
+    );
+    drop(guard);
+    match step {
+        BodyStep::Continue => Action::Continue as u32,
+        // StopIterationAndBuffer: the host keeps the body and calls again with more.
+        BodyStep::Buffer => Action::Pause as u32,
+        BodyStep::Reply(response) => reply_now(&response),
     }
 }
 
@@ -409,7 +453,7 @@ fn carry_out(worker: &SharedWorker, resumptions: Vec<Resumption>, home: u32) {
                 }
             }
             Step::Reply(response) => send(&response),
-            Step::Wait => {}
+            Step::Wait | Step::ReadBody => {}
         }
     }
     let _ = abi::set_effective_context(home);
@@ -417,7 +461,7 @@ fn carry_out(worker: &SharedWorker, resumptions: Vec<Resumption>, home: u32) {
 
 /// What the worker needs of the request: one host call per single-valued header, one for all
 /// the headers whose every entry counts, and the route name when a rule matches on it.
-fn read_request(needs: &RequestNeeds) -> Result<Request, Status> {
+fn read_request(needs: &RequestNeeds, body_follows: bool) -> Result<Request, Status> {
     let mut headers = Vec::new();
     let mut every_entry: Vec<&str> = Vec::new();
     for read in &needs.headers {
@@ -445,7 +489,11 @@ fn read_request(needs: &RequestNeeds) -> Result<Request, Status> {
     } else {
         None
     };
-    Ok(Request { headers, route })
+    Ok(Request {
+        headers,
+        route,
+        body_follows,
+    })
 }
 
 fn read_call_response(body_size: usize, limit: usize) -> CallResponse {

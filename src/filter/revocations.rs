@@ -1,0 +1,496 @@
+//! The worker's side of back-channel logout: the endpoint the IdP posts logout tokens to, the
+//! shared log of ended sessions (see [`crate::revocation::set`]) read on every request and
+//! appended to on every accepted logout, the shared record of seen `jti`s, and the relay of
+//! accepted logout tokens to peer replicas.
+
+use std::rc::Rc;
+
+use crate::config::{BackchannelLogout, Provider, RELAYED_HEADER, WhenFull};
+use crate::engine::Request;
+use crate::introspection::HttpCall;
+use crate::metrics::{Counter, Gauge};
+use crate::rejection::DenyResponse;
+use crate::revocation::set::{self, CHUNK, Entry, Head, Kind, MAX_VALUE_BYTES};
+use crate::revocation::{LogoutError, LogoutEvent, SeenIds, logout_token_of, seen_bucket};
+
+use super::calls::Call;
+use super::host::{Host, HostError};
+use super::{Now, Worker};
+
+/// Compare-and-swap attempts before an update of a shared record gives up.
+const CAS_ATTEMPTS: usize = 8;
+/// Logout requests waiting for their body, at most (a client that never sends one is
+/// forgotten, oldest first).
+pub const MAX_PENDING_LOGOUTS: usize = 64;
+
+/// The shared records of one provider's ended sessions.
+pub(super) struct SharedLog {
+    head_key: String,
+    chunk_prefix: String,
+    seen_key: String,
+    chunks: u64,
+    revoke_for: i64,
+    max_token_age: i64,
+    when_full: WhenFull,
+}
+
+impl SharedLog {
+    pub(super) fn for_provider(provider: &Provider) -> Option<SharedLog> {
+        let settings: &BackchannelLogout = provider.backchannel.as_ref()?;
+        let key = &provider.issuer;
+        let chunks = set::chunk_count(settings.max_entries);
+        Some(SharedLog {
+            head_key: format!("tokengate.revoked.head|{key}"),
+            chunk_prefix: format!("tokengate.revoked.chunk|{key}|"),
+            seen_key: format!("tokengate.logout.seen|{key}"),
+            chunks,
+            revoke_for: i64::try_from(settings.revoke_for_seconds).unwrap_or(i64::MAX),
+            max_token_age: i64::try_from(settings.max_token_age_seconds)
+                .unwrap_or(i64::MAX)
+                .saturating_add(i64::try_from(provider.clock_skew_seconds).unwrap_or(0)),
+            when_full: settings.when_full,
+        })
+    }
+
+    fn chunk_key(&self, seq: u64) -> String {
+        format!("{}{}", self.chunk_prefix, set::slot(seq, self.chunks))
+    }
+
+    fn head(&self, host: &impl Host) -> (Head, Option<u32>) {
+        match host.shared_get(&self.head_key) {
+            Ok((Some(bytes), cas)) => (Head::decode(&bytes).unwrap_or_default(), cas),
+            _ => (Head::default(), None),
+        }
+    }
+
+    /// Fail closed: the provider's tokens are refused until `until`.
+    fn mark_full(&self, host: &mut impl Host, until: i64) {
+        log::warn!("tokengate: the set of ended sessions is full; failing closed");
+        for _ in 0..CAS_ATTEMPTS {
+            let (mut head, cas) = self.head(host);
+            head.full_until = head.full_until.max(until);
+            match host.shared_set(&self.head_key, &head.encode(), cas) {
+                Err(HostError::CasMismatch) => continue,
+                _ => break,
+            }
+        }
+    }
+
+    fn chunk(&self, host: &impl Host, seq: u64) -> (Vec<Entry>, Option<u32>) {
+        match host.shared_get(&self.chunk_key(seq)) {
+            Ok((Some(bytes), cas)) => (set::decode_chunk(&bytes).unwrap_or_default(), cas),
+            _ => (Vec::new(), None),
+        }
+    }
+}
+
+/// A logout request whose body is on its way.
+pub(super) struct PendingLogout {
+    context_id: u32,
+    provider: usize,
+    relayed: bool,
+}
+
+/// What to do with a chunk of request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyStep {
+    /// Not a body the worker waits for: let it through.
+    Continue,
+    /// Hold it and deliver the rest (the host buffers).
+    Buffer,
+    /// Answer the request with this reply.
+    Reply(DenyResponse),
+}
+
+/// The IdP's answer for a logout: 200, or 400 with a JSON error; never cached.
+pub fn logout_response(result: Result<(), LogoutError>) -> DenyResponse {
+    let mut headers: Vec<(&'static str, String)> = vec![("cache-control", "no-store".to_owned())];
+    match result {
+        Ok(()) => DenyResponse {
+            status: 200,
+            headers,
+            body: String::new(),
+        },
+        Err(error) => {
+            headers.push(("content-type", "application/json".to_owned()));
+            DenyResponse {
+                status: 400,
+                headers,
+                body: serde_json::json!({
+                    "error": "invalid_request",
+                    "error_description": error.description(),
+                })
+                .to_string(),
+            }
+        }
+    }
+}
+
+/// The answer to anything but a POST on a logout path.
+pub fn method_not_allowed() -> DenyResponse {
+    DenyResponse {
+        status: 405,
+        headers: vec![
+            ("allow", "POST".to_owned()),
+            ("cache-control", "no-store".to_owned()),
+        ],
+        body: String::new(),
+    }
+}
+
+fn header<'r>(request: &'r Request, name: &str) -> Option<&'r [u8]> {
+    request
+        .headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_slice())
+}
+
+impl Worker {
+    /// The provider whose logout path this request is for, if any.
+    pub(super) fn logout_provider(&self, request: &Request) -> Option<usize> {
+        if self.logout_paths.is_empty() {
+            return None;
+        }
+        let path = header(request, ":path")?;
+        let path = &path[..path.iter().position(|b| *b == b'?').unwrap_or(path.len())];
+        self.logout_paths
+            .iter()
+            .find(|(logout, _)| logout.as_bytes() == path)
+            .map(|(_, provider)| *provider)
+    }
+
+    /// A request on a logout path: a POST waits for its body; anything else is answered.
+    pub(super) fn start_logout(
+        &mut self,
+        context_id: u32,
+        provider: usize,
+        request: &Request,
+    ) -> Result<(), DenyResponse> {
+        if header(request, ":method") != Some(b"POST") {
+            return Err(method_not_allowed());
+        }
+        if !request.body_follows {
+            return Err(logout_response(Err(LogoutError::MissingToken)));
+        }
+        if self.pending_logouts.len() >= MAX_PENDING_LOGOUTS {
+            self.pending_logouts.pop_front();
+        }
+        self.pending_logouts.push_back(PendingLogout {
+            context_id,
+            provider,
+            relayed: header(request, RELAYED_HEADER).is_some(),
+        });
+        Ok(())
+    }
+
+    /// Whether the worker waits for this request's body.
+    pub fn awaits_body(&self, context_id: u32) -> bool {
+        self.pending_logouts
+            .iter()
+            .any(|p| p.context_id == context_id)
+    }
+
+    /// A chunk of request body: `size` bytes so far; `read` reads them (only called once the
+    /// whole body is there).
+    pub fn on_request_body(
+        &mut self,
+        host: &mut impl Host,
+        context_id: u32,
+        size: usize,
+        end_of_stream: bool,
+        read: impl FnOnce(usize) -> Option<Vec<u8>>,
+        now: Now,
+    ) -> BodyStep {
+        let Some(at) = self
+            .pending_logouts
+            .iter()
+            .position(|p| p.context_id == context_id)
+        else {
+            return BodyStep::Continue;
+        };
+        let provider = self.pending_logouts[at].provider;
+        let limit = self
+            .engine
+            .config()
+            .providers
+            .get(provider)
+            .and_then(|p| p.backchannel.as_ref())
+            .map_or(0, |b| b.max_body_bytes);
+        if size > limit {
+            self.pending_logouts.remove(at);
+            return BodyStep::Reply(self.refuse_logout(host, LogoutError::TooLarge));
+        }
+        if !end_of_stream {
+            return BodyStep::Buffer;
+        }
+        let Some(pending) = self.pending_logouts.remove(at) else {
+            return BodyStep::Continue;
+        };
+        let body = read(size).unwrap_or_default();
+        let result = self.receive_logout(host, &pending, &body, now);
+        BodyStep::Reply(match result {
+            Ok(()) => logout_response(Ok(())),
+            Err(error) => self.refuse_logout(host, error),
+        })
+    }
+
+    fn refuse_logout(&self, host: &mut impl Host, error: LogoutError) -> DenyResponse {
+        self.metrics.record_logout_rejected(host, error);
+        log::info!("tokengate: logout token refused: {}", error.as_str());
+        logout_response(Err(error))
+    }
+
+    fn receive_logout(
+        &mut self,
+        host: &mut impl Host,
+        pending: &PendingLogout,
+        body: &[u8],
+        now: Now,
+    ) -> Result<(), LogoutError> {
+        let token = logout_token_of(body)?;
+        let event = self
+            .engine
+            .validate_logout_token(pending.provider, &token, now.seconds)?;
+        if event
+            .sid
+            .as_ref()
+            .or(event.sub.as_ref())
+            .is_some_and(|v| v.len() > MAX_VALUE_BYTES)
+        {
+            return Err(LogoutError::MissingSubject);
+        }
+        self.check_replay(host, pending.provider, &event, now)?;
+        self.record_logout(host, pending.provider, &event, now);
+        self.metrics.increment(host, Counter::RevocationReceived);
+        if !pending.relayed {
+            self.relay(host, pending.provider, body, now);
+        }
+        Ok(())
+    }
+
+    /// Records the `jti` in the shared record of seen ids; a replay is refused.
+    fn check_replay(
+        &self,
+        host: &mut impl Host,
+        provider: usize,
+        event: &LogoutEvent,
+        now: Now,
+    ) -> Result<(), LogoutError> {
+        let Some(Some(log)) = self.revocations.get(provider) else {
+            return Ok(());
+        };
+        let forget_at = event.iat.saturating_add(log.max_token_age);
+        let key = format!("{}|{}", log.seen_key, seen_bucket(&event.jti));
+        for _ in 0..CAS_ATTEMPTS {
+            let (mut seen, cas) = match host.shared_get(&key) {
+                Ok((Some(bytes), cas)) => (SeenIds::decode(&bytes).unwrap_or_default(), cas),
+                _ => (SeenIds::default(), None),
+            };
+            if !seen.insert(&event.jti, forget_at, now.seconds) {
+                return Err(LogoutError::Replayed);
+            }
+            match host.shared_set(&key, &seen.encode(), cas) {
+                Err(HostError::CasMismatch) => continue,
+                _ => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the ended session (or user) to the shared log and to this worker's index.
+    fn record_logout(
+        &mut self,
+        host: &mut impl Host,
+        provider: usize,
+        event: &LogoutEvent,
+        now: Now,
+    ) {
+        let Some(Some(log)) = self.revocations.get(provider) else {
+            return;
+        };
+        // With a `sid`, that session ends; with only a `sub`, every session of the user
+        // (OpenID Connect Back-Channel Logout 1.0 §2.4).
+        let (kind, value) = match (&event.sid, &event.sub) {
+            (Some(sid), _) => (Kind::Session, sid.clone()),
+            (None, Some(sub)) => (Kind::Subject, sub.clone()),
+            (None, None) => return,
+        };
+        let mut entry = Entry {
+            seq: 0,
+            kind,
+            value,
+            revoked_at: event.iat.max(now.seconds),
+            expires_at: now.seconds.saturating_add(log.revoke_for),
+        };
+        let mut written = None;
+        let (head, _) = log.head(host);
+        let mut seq = head.next_seq;
+        for _ in 0..CAS_ATTEMPTS * 2 {
+            let (mut chunk, chunk_cas) = log.chunk(host, seq);
+            let first = seq - seq % CHUNK;
+            let in_round = |e: &Entry| e.seq >= first && e.seq < first + CHUNK;
+            // Past what other workers have put here ahead of moving the head.
+            if let Some(taken) = chunk.iter().filter(|e| in_round(e)).map(|e| e.seq).max()
+                && taken >= seq
+            {
+                seq = taken + 1;
+                if seq % CHUNK == 0 {
+                    continue;
+                }
+            }
+            if seq == first {
+                // A new round of this ring slot: what is there now is the oldest.
+                let live = chunk
+                    .iter()
+                    .filter(|e| !in_round(e) && e.expires_at > now.seconds)
+                    .count();
+                if live > 0 {
+                    if log.when_full == WhenFull::FailClosed {
+                        let until = chunk.iter().map(|e| e.expires_at).max().unwrap_or(0);
+                        self.metrics.increment(host, Counter::RevocationFull);
+                        log.mark_full(host, until);
+                        self.sync_revocations(host, now);
+                        return;
+                    }
+                    for _ in 0..live {
+                        self.metrics.increment(host, Counter::RevocationDropped);
+                    }
+                }
+            }
+            chunk.retain(|e| in_round(e) && e.seq < seq);
+            entry.seq = seq;
+            chunk.push(entry.clone());
+            match host.shared_set(&log.chunk_key(seq), &set::encode_chunk(&chunk), chunk_cas) {
+                Ok(()) => {
+                    written = Some(seq);
+                    break;
+                }
+                Err(HostError::CasMismatch) => continue,
+                Err(status) => {
+                    log::warn!("tokengate: cannot record a logout: {status:?}");
+                    return;
+                }
+            }
+        }
+        let Some(seq) = written else {
+            return;
+        };
+        for _ in 0..CAS_ATTEMPTS {
+            let (mut head, cas) = log.head(host);
+            if head.next_seq > seq {
+                break;
+            }
+            head.next_seq = seq + 1;
+            if head.full_until <= now.seconds {
+                head.full_until = 0;
+            }
+            match host.shared_set(&log.head_key, &head.encode(), cas) {
+                Err(HostError::CasMismatch) => continue,
+                _ => break,
+            }
+        }
+        self.sync_revocations(host, now);
+    }
+
+    /// Brings every provider's index up to the shared log: one small read per provider when
+    /// nothing changed.
+    pub(super) fn sync_revocations(&mut self, host: &mut impl Host, now: Now) {
+        let mut changed = false;
+        for provider in 0..self.revocations.len() {
+            let Some(Some(log)) = self.revocations.get(provider) else {
+                continue;
+            };
+            let (head, _) = log.head(host);
+            let Some(revoked) = self.engine.revoked_mut(provider) else {
+                continue;
+            };
+            if revoked.full_until != head.full_until {
+                revoked.full_until = head.full_until;
+                changed = true;
+            }
+            if head.next_seq == revoked.read_up_to {
+                continue;
+            }
+            changed = true;
+            let oldest = set::oldest_held(head.next_seq, log.chunks);
+            if revoked.read_up_to < oldest || revoked.read_up_to > head.next_seq {
+                // Fell behind a whole ring (or the log restarted): read it all again.
+                revoked.clear();
+                revoked.read_up_to = oldest;
+            }
+            let mut seq = revoked.read_up_to - revoked.read_up_to % CHUNK;
+            let from = revoked.read_up_to;
+            while seq < head.next_seq {
+                let (entries, _) = log.chunk(host, seq);
+                revoked.apply(
+                    entries
+                        .into_iter()
+                        .filter(|e| e.seq >= from && e.seq < head.next_seq),
+                    now.seconds,
+                );
+                seq += CHUNK;
+            }
+            revoked.forget_before(oldest, now.seconds);
+            revoked.read_up_to = head.next_seq;
+        }
+        if changed {
+            let entries: usize = (0..self.revocations.len())
+                .filter_map(|p| self.engine.revoked(p))
+                .map(|r| r.len())
+                .sum();
+            let entries = u64::try_from(entries).unwrap_or(u64::MAX);
+            self.metrics.set(host, Gauge::RevokedEntries, entries);
+        }
+    }
+
+    /// Sends an accepted logout token on to every peer replica (each verifies it again).
+    fn relay(&mut self, host: &mut impl Host, provider: usize, body: &[u8], now: Now) {
+        let peers = self
+            .engine
+            .config()
+            .providers
+            .get(provider)
+            .and_then(|p| p.backchannel.as_ref())
+            .map_or(0, |b| b.peers.len());
+        let body: Rc<[u8]> = Rc::from(body);
+        for peer in 0..peers {
+            let call = Call::Relay {
+                provider,
+                peer,
+                body: Rc::clone(&body),
+            };
+            if !self.start_call(host, call, now) {
+                self.metrics.increment(host, Counter::RevocationRelayFailed);
+            }
+        }
+    }
+
+    /// The relay request to a peer.
+    pub(super) fn relay_call(&self, provider: usize, peer: usize, body: &[u8]) -> Option<HttpCall> {
+        let peer = self
+            .engine
+            .config()
+            .providers
+            .get(provider)?
+            .backchannel
+            .as_ref()?
+            .peers
+            .get(peer)?;
+        Some(HttpCall {
+            cluster: peer.cluster.clone(),
+            headers: vec![
+                (":method".to_owned(), "POST".to_owned()),
+                (":path".to_owned(), peer.path.clone()),
+                (":authority".to_owned(), peer.authority.clone()),
+                (
+                    "content-type".to_owned(),
+                    "application/x-www-form-urlencoded".to_owned(),
+                ),
+                (RELAYED_HEADER.to_owned(), "1".to_owned()),
+            ],
+            body: body.to_vec(),
+            timeout_ms: peer.timeout_ms,
+        })
+    }
+}
