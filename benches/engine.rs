@@ -28,6 +28,7 @@ use tokengate::config;
 use tokengate::engine::{CacheUse, Decision, Engine, Evaluation, Request};
 use tokengate::jwks::{KeyLookup, KeySet};
 use tokengate::jwt::validate;
+use tokengate::revocation::set::{Entry, Kind};
 use tokengate::testkit::{TestKey, TokenSpec, jwks, tamper_signature};
 use tokengate::token_source;
 
@@ -41,7 +42,11 @@ const MISS_CACHE: usize = 16;
 
 /// envoy/jwt.yaml's plugin configuration, with the key inline and a cache of `cache` entries.
 fn config(cache: usize) -> config::Config {
-    let config = json!({
+    config::parse(config_json(cache).as_bytes()).unwrap()
+}
+
+fn config_json(cache: usize) -> String {
+    json!({
         "mode": "jwt",
         "issuer": ISSUER,
         "audiences": [AUDIENCE],
@@ -59,14 +64,40 @@ fn config(cache: usize) -> config::Config {
             ]
         },
         "cache": {"max_entries": cache}
-    });
-    config::parse(config.to_string().as_bytes()).unwrap()
+    })
+    .to_string()
 }
 
 fn token(jti: &str) -> String {
     TokenSpec::access_token(Algorithm::Rs256, KID, ISSUER, AUDIENCE, NOW)
         .claim("jti", jti)
+        .claim("sid", "bench-session")
         .sign(TestKey::rsa_a())
+}
+
+/// `config(4096)` with back-channel logout: a cached token's session and subject are looked
+/// up in the set of ended sessions on every request.
+fn logout_config() -> config::Config {
+    let mut raw: Value = serde_json::from_str(&config_json(4096)).unwrap();
+    raw["backchannel_logout"] = json!({"path": "/logout", "audiences": ["tokengate-loadtest"]});
+    config::parse(raw.to_string().as_bytes()).unwrap()
+}
+
+/// Ends `count` other sessions and, one in ten, other subjects: the set's size, not a match.
+fn end_sessions(engine: &mut Engine, count: u64) {
+    let entries = (0..count).map(|seq| Entry {
+        seq,
+        kind: if seq % 10 == 0 {
+            Kind::Subject
+        } else {
+            Kind::Session
+        },
+        value: format!("ended-{seq:08x}-7a1c-4e2b-9f3d"),
+        revoked_at: NOW,
+        expires_at: NOW + 3600,
+    });
+    engine.revoked_mut(0).unwrap().apply(entries, NOW);
+    assert_eq!(engine.revoked(0).unwrap().len() as u64, count);
 }
 
 /// A policy of three providers and ten rules whose tenth covers the bench's request
@@ -169,6 +200,20 @@ fn main() {
             let evaluation = engine.authenticate(black_box(&headers), NOW);
             evaluation.lookups.cache == CacheUse::Hit && settle(&engine, &evaluation) > 0
         });
+    }
+    for ended in [0, 100_000] {
+        let mut engine = Engine::new(logout_config());
+        end_sessions(&mut engine, ended);
+        let headers = request(&repeated);
+        let first = engine.authenticate(&headers, NOW);
+        assert!(matches!(first.decision, Decision::Allow(_)), "{first:?}");
+        bench.run(
+            &format!("authenticate, cached token, back-channel logout, {ended} sessions ended"),
+            || {
+                let evaluation = engine.authenticate(black_box(&headers), NOW);
+                evaluation.lookups.cache == CacheUse::Hit && settle(&engine, &evaluation) > 0
+            },
+        );
     }
     {
         let mut engine = Engine::new(policy_config());
