@@ -7,29 +7,44 @@
 
 use std::fmt;
 
+/// A JWS signature algorithm (RFC 7518 §3, RFC 8037 for EdDSA).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
     Rs256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
     Rs384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
     Rs512,
+    /// RSASSA-PSS with SHA-256 (MGF1 SHA-256, salt of the hash's length).
     Ps256,
+    /// RSASSA-PSS with SHA-384.
     Ps384,
+    /// RSASSA-PSS with SHA-512.
     Ps512,
+    /// ECDSA on P-256 with SHA-256.
     Es256,
+    /// ECDSA on P-384 with SHA-384.
     Es384,
+    /// Ed25519 (the only EdDSA curve accepted).
     EdDsa,
 }
 
 /// Key families: a key of one family can only verify algorithms of that family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyFamily {
+    /// RSA keys (`kty: RSA`).
     Rsa,
+    /// EC keys on P-256.
     P256,
+    /// EC keys on P-384.
     P384,
+    /// OKP keys on Ed25519.
     Ed25519,
 }
 
 impl Algorithm {
+    /// Every algorithm, in discriminant order.
     pub const ALL: [Algorithm; 9] = [
         Algorithm::Rs256,
         Algorithm::Rs384,
@@ -49,6 +64,7 @@ impl Algorithm {
             .find(|alg| alg.jws_name() == name)
     }
 
+    /// The JWS `alg` name.
     pub fn jws_name(self) -> &'static str {
         match self {
             Algorithm::Rs256 => "RS256",
@@ -63,6 +79,7 @@ impl Algorithm {
         }
     }
 
+    /// The family of keys that can verify it.
     pub fn family(self) -> KeyFamily {
         match self {
             Algorithm::Rs256
@@ -93,24 +110,30 @@ impl fmt::Display for Algorithm {
 pub struct AlgorithmSet(u16);
 
 impl AlgorithmSet {
+    /// No algorithm.
     pub const EMPTY: AlgorithmSet = AlgorithmSet(0);
 
+    /// Adds `alg`.
     pub fn insert(&mut self, alg: Algorithm) {
         self.0 |= alg.bit();
     }
 
+    /// Whether `alg` is in the set.
     pub fn contains(self, alg: Algorithm) -> bool {
         self.0 & alg.bit() != 0
     }
 
+    /// Whether the set is empty.
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
 
+    /// The algorithms in both sets.
     pub fn intersection(self, other: AlgorithmSet) -> AlgorithmSet {
         AlgorithmSet(self.0 & other.0)
     }
 
+    /// The algorithms in the set, in [`Algorithm::ALL`] order.
     pub fn iter(self) -> impl Iterator<Item = Algorithm> {
         Algorithm::ALL
             .into_iter()

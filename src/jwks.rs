@@ -19,12 +19,25 @@ pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// At most this many keys are read from one set.
 pub const MAX_KEYS: usize = 64;
 
+/// Why a JWKS document was refused as a whole (the last good set stays in use).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum JwksError {
-    TooLarge { bytes: usize },
-    NotJson { detail: String },
-    NoUsableKeys { skipped: String },
+    /// Larger than the limit, refused before parsing.
+    TooLarge {
+        /// The document's size.
+        bytes: usize,
+    },
+    /// Not a JSON object with a `keys` array.
+    NotJson {
+        /// The parser's message (the document is public key material, not a secret).
+        detail: String,
+    },
+    /// Every key was skipped.
+    NoUsableKeys {
+        /// Why each was skipped.
+        skipped: String,
+    },
 }
 
 impl fmt::Display for JwksError {
@@ -46,7 +59,9 @@ impl std::error::Error for JwksError {}
 /// Why a key of the set was not loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkippedKey {
+    /// Its `kid`, if it has one.
     pub kid: Option<String>,
+    /// Why it was skipped.
     pub reason: String,
 }
 
@@ -59,17 +74,21 @@ impl fmt::Display for SkippedKey {
     }
 }
 
+/// A loaded key.
 #[derive(Debug, Clone)]
 pub struct KeyEntry {
+    /// Its `kid`, if it has one.
     pub kid: Option<String>,
     /// The algorithms this key may verify: allowlist ∩ key family ∩ the key's own `alg`.
     pub algorithms: AlgorithmSet,
+    /// The key, prepared for verification.
     pub key: VerifyingKey,
 }
 
 /// Result of looking a token's key up.
 #[derive(Debug)]
 pub enum KeyLookup<'a> {
+    /// The key that verifies the token.
     Found(&'a KeyEntry),
     /// No key with this `kid` (or, without `kid`, no single candidate).
     Unknown,
@@ -77,6 +96,7 @@ pub enum KeyLookup<'a> {
     AlgorithmNotAllowed,
 }
 
+/// A provider's usable keys, by `kid`.
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
     entries: Vec<KeyEntry>,
@@ -146,14 +166,17 @@ impl KeySet {
         Ok((set, skipped))
     }
 
+    /// Number of keys.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether no key is loaded.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// The keys, in document order.
     pub fn entries(&self) -> &[KeyEntry] {
         &self.entries
     }

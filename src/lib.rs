@@ -23,7 +23,6 @@ pub const BUILD: &str = if cfg!(not(target_arch = "wasm32")) {
     "portable"
 };
 
-#[allow(missing_docs)] // documented as it is regrouped by concern (key types)
 pub mod algorithm;
 pub mod cache;
 pub mod config;
@@ -31,7 +30,6 @@ pub mod ec;
 pub mod engine;
 pub mod filter;
 pub mod introspection;
-#[allow(missing_docs)] // documented as it is regrouped by concern (key types)
 pub mod jwks;
 pub mod jwks_refresh;
 pub mod jwt;
@@ -40,7 +38,6 @@ pub mod policy;
 pub mod rejection;
 pub mod revocation;
 pub mod rsa_verify;
-#[allow(missing_docs)] // documented as it is regrouped by concern (key types)
 pub mod signature;
 pub mod token_source;
 

@@ -14,9 +14,13 @@ use crate::rsa_verify::{PublicKey as RsaPublicKey, RsaVerify};
 /// (for RSA with its Montgomery constants, for the curves with their tables of multiples).
 #[derive(Debug, Clone)]
 pub enum VerifyingKey {
+    /// RSA (RS* and PS*).
     Rsa(Box<RsaPublicKey>),
+    /// ECDSA P-256 (ES256).
     P256(P256Key),
+    /// ECDSA P-384 (ES384).
     P384(P384Key),
+    /// Ed25519 (EdDSA).
     Ed25519(Ed25519Key),
 }
 
