@@ -56,7 +56,18 @@ pub struct Topology {
     pub wasm_path: String,
     /// Envoy Wasm runtime, e.g. [`DEFAULT_WASM_RUNTIME`].
     pub wasm_runtime: String,
+    /// The listener only the IdP reaches, for back-channel logout (`jwt-bcl`); 0: any free
+    /// port the kernel picks (a rendering nobody posts logouts to).
+    pub logout_port: u16,
+    /// The other gateway replica every received logout is relayed to (`jwt-bcl`): its host
+    /// and its logout listener's port.
+    pub peer_host: String,
+    pub peer_logout_port: u16,
 }
+
+/// Port 9 (discard): a native rendering without a second replica relays to a port where
+/// nothing listens, so the relay fails fast and is counted.
+pub const NO_PEER_PORT: u16 = 9;
 
 impl Topology {
     /// The docker compose stack: Envoy listens on all interfaces, upstreams
@@ -72,6 +83,9 @@ impl Topology {
             idp_port: 8080,
             wasm_path: "/etc/envoy/tokengate.wasm".to_string(),
             wasm_runtime: DEFAULT_WASM_RUNTIME.to_string(),
+            logout_port: 10001,
+            peer_host: "gateway-peer".to_string(),
+            peer_logout_port: 10001,
         }
     }
 
@@ -94,6 +108,9 @@ impl Topology {
             idp_port,
             wasm_path: wasm_path.into(),
             wasm_runtime: DEFAULT_WASM_RUNTIME.to_string(),
+            logout_port: 0,
+            peer_host: "127.0.0.1".to_string(),
+            peer_logout_port: NO_PEER_PORT,
         }
     }
 
@@ -109,6 +126,9 @@ impl Topology {
             ("IDP_PORT", self.idp_port.to_string()),
             ("WASM_PATH", self.wasm_path.clone()),
             ("WASM_RUNTIME", self.wasm_runtime.clone()),
+            ("LOGOUT_PORT", self.logout_port.to_string()),
+            ("PEER_HOST", self.peer_host.clone()),
+            ("PEER_LOGOUT_PORT", self.peer_logout_port.to_string()),
         ])
     }
 }
@@ -177,7 +197,7 @@ pub fn render_gateway(
         })?;
     // Parse the plugin configuration even when nothing patches it, so a
     // template whose JSON is broken fails here rather than in Envoy.
-    let plugin = find_plugin_config(&serde_json::to_value(&doc)?)
+    let plugins = find_plugin_configs(&serde_json::to_value(&doc)?)
         .with_context(|| format!("gateway {name}: reading the tokengate plugin configuration"))?;
 
     if patches.is_empty() && chain.len() == 1 {
@@ -185,21 +205,25 @@ pub fn render_gateway(
     }
 
     if !patches.is_empty() {
-        let Some((pointer, mut config)) = plugin else {
+        if plugins.is_empty() {
             bail!(
                 "gateway {name}: a plugin patch was given but the gateway has no tokengate \
                  filter ({WASM_FILTER_TYPE} with root_id {PLUGIN_ROOT_ID:?})"
             );
-        };
-        for patch in &patches {
-            merge_patch(&mut config, patch);
         }
-        if !config.is_object() {
-            bail!("gateway {name}: the patched plugin configuration is not a JSON object");
+        // Every tokengate filter of the gateway gets the patches (a gateway with a logout
+        // listener has two, which must agree on the provider).
+        for (pointer, mut config) in plugins {
+            for patch in &patches {
+                merge_patch(&mut config, patch);
+            }
+            if !config.is_object() {
+                bail!("gateway {name}: the patched plugin configuration is not a JSON object");
+            }
+            let slot = yaml_pointer_mut(&mut doc, &pointer)
+                .context("plugin configuration vanished while patching")?;
+            *slot = serde_norway::Value::String(serde_json::to_string(&config)?);
         }
-        let slot = yaml_pointer_mut(&mut doc, &pointer)
-            .context("plugin configuration vanished while patching")?;
-        *slot = serde_norway::Value::String(serde_json::to_string(&config)?);
     }
 
     let mut out = String::new();
@@ -238,11 +262,20 @@ pub fn render_all(envoy_dir: &Path, topology: &Topology, out_dir: &Path) -> Resu
 
 /// The tokengate plugin configuration (the parsed JSON of the wasm filter's
 /// `configuration.value`) of a rendered config, YAML or JSON; `None` if it
-/// has no tokengate filter.
+/// has no tokengate filter. With several (a logout listener's), the first
+/// listener's: the API's.
 pub fn plugin_config(rendered: &str) -> Result<Option<Value>> {
+    Ok(plugin_configs(rendered)?.into_iter().next())
+}
+
+/// Every tokengate plugin configuration of a rendered config, in document order.
+pub fn plugin_configs(rendered: &str) -> Result<Vec<Value>> {
     let doc: Value =
         serde_norway::from_str(rendered).context("rendered config is not YAML/JSON")?;
-    Ok(find_plugin_config(&doc)?.map(|(_, config)| config))
+    Ok(find_plugin_configs(&doc)?
+        .into_iter()
+        .map(|(_, config)| config)
+        .collect())
 }
 
 /// Writes a rendered config to `dir/<gateway>.yaml` (`.json` if the text is
@@ -517,34 +550,29 @@ fn yaml_pointer_mut<'a>(
 
 /// JSON pointer to the tokengate filter's `configuration.value` and its
 /// parsed JSON; `None` if the document has no tokengate filter.
-fn find_plugin_config(doc: &Value) -> Result<Option<(String, Value)>> {
+fn find_plugin_configs(doc: &Value) -> Result<Vec<(String, Value)>> {
     let mut found = Vec::new();
     collect_tokengate_filters(doc, String::new(), &mut found);
-    let pointer = match found.as_slice() {
-        [] => return Ok(None),
-        [one] => one,
-        many => bail!(
-            "{} tokengate wasm filters found ({}); expected one",
-            many.len(),
-            many.join(", ")
-        ),
-    };
-    let configuration = doc
-        .pointer(&format!("{pointer}/config/configuration"))
-        .with_context(|| format!("tokengate filter at {pointer} has no config.configuration"))?;
-    if configuration.get("@type").and_then(Value::as_str) != Some(STRING_VALUE_TYPE) {
-        bail!("tokengate filter at {pointer}: configuration is not a {STRING_VALUE_TYPE}");
-    }
-    let Some(json) = configuration.get("value").and_then(Value::as_str) else {
-        bail!("tokengate filter at {pointer}: configuration.value is not a string");
-    };
-    let config: Value = serde_json::from_str(json).with_context(|| {
-        format!("tokengate filter at {pointer}: configuration.value is not JSON")
-    })?;
-    Ok(Some((
-        format!("{pointer}/config/configuration/value"),
-        config,
-    )))
+    found
+        .into_iter()
+        .map(|pointer| {
+            let configuration = doc
+                .pointer(&format!("{pointer}/config/configuration"))
+                .with_context(|| {
+                    format!("tokengate filter at {pointer} has no config.configuration")
+                })?;
+            if configuration.get("@type").and_then(Value::as_str) != Some(STRING_VALUE_TYPE) {
+                bail!("tokengate filter at {pointer}: configuration is not a {STRING_VALUE_TYPE}");
+            }
+            let Some(json) = configuration.get("value").and_then(Value::as_str) else {
+                bail!("tokengate filter at {pointer}: configuration.value is not a string");
+            };
+            let config: Value = serde_json::from_str(json).with_context(|| {
+                format!("tokengate filter at {pointer}: configuration.value is not JSON")
+            })?;
+            Ok((format!("{pointer}/config/configuration/value"), config))
+        })
+        .collect()
 }
 
 /// JSON pointers of every wasm filter config object whose root_id is

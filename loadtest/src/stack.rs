@@ -26,6 +26,10 @@ pub struct GatewaySpec {
     pub component_log_level: Option<String>,
     /// The filter build to load; default [`crate::paths::wasm_path`] (the fast build).
     pub wasm: Option<PathBuf>,
+    /// The logout listener's port (templates with one, `jwt-bcl`); default a free port.
+    pub logout_port: Option<u16>,
+    /// The other replica's logout port, relayed to; default [`render::NO_PEER_PORT`].
+    pub peer_logout_port: Option<u16>,
 }
 
 impl GatewaySpec {
@@ -36,7 +40,16 @@ impl GatewaySpec {
             concurrency: 1,
             component_log_level: None,
             wasm: None,
+            logout_port: None,
+            peer_logout_port: None,
         }
+    }
+
+    /// Two replicas: this one's logout listener on `own`, relaying to the other's on `peer`.
+    pub fn replica(mut self, own: u16, peer: u16) -> GatewaySpec {
+        self.logout_port = Some(own);
+        self.peer_logout_port = Some(peer);
+        self
     }
 
     /// Loads this filter file instead of the default build.
@@ -66,6 +79,11 @@ impl RunningGateway {
     pub fn url(&self, path: &str) -> String {
         self.envoy.listen_url(path)
     }
+
+    /// A URL on the logout listener (templates with one, `jwt-bcl`).
+    pub fn logout_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.topology.logout_port)
+    }
 }
 
 /// A gateway rendered to a file, not started.
@@ -93,6 +111,11 @@ pub fn render_native(
         wasm.display().to_string(),
     );
     topology.wasm_runtime = crate::paths::wasm_runtime();
+    topology.logout_port = match spec.logout_port {
+        Some(port) => port,
+        None => free_port()?,
+    };
+    topology.peer_logout_port = spec.peer_logout_port.unwrap_or(render::NO_PEER_PORT);
     let envoy_dir = crate::paths::repo_root().join("envoy");
     let text = render::render_gateway(
         &envoy_dir,

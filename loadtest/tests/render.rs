@@ -199,6 +199,7 @@ fn lists_the_gateways() {
             "hybrid",
             "introspect",
             "jwt",
+            "jwt-bcl",
             "jwt-no-exp",
             "native-jwt",
             "no-auth",
@@ -356,6 +357,16 @@ fn gateways_differ_only_in_their_http_filters() {
             .unwrap();
         for route in routes.as_array().unwrap() {
             assert_eq!(route["route"]["cluster"], "backend", "{gateway}: {route}");
+        }
+        if gateway == "jwt-bcl" {
+            // Its logout listener (only the IdP reaches it) and the cluster of its peer
+            // replicas come on top of what every gateway has.
+            let listeners = doc["static_resources"]["listeners"].as_array_mut().unwrap();
+            let logout = listeners.pop().unwrap();
+            assert_eq!(logout["name"], "logout");
+            let clusters = doc["static_resources"]["clusters"].as_array_mut().unwrap();
+            let peers = clusters.pop().unwrap();
+            assert_eq!(peers["name"], "peers");
         }
         rest.push((gateway, doc));
     }
@@ -673,4 +684,53 @@ fn writes_rendered_configs() {
     assert_eq!(path, dir.join("no-auth.json"));
     assert_eq!(plugin_config(&json_text).unwrap(), None);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `jwt-bcl`: the API listener refuses ended sessions but takes no logout; the logout listener
+/// takes them and relays them to the peer; both filters are one VM (same `vm_id` and code),
+/// so they share the log of ended sessions; a plugin patch reaches both.
+#[test]
+fn jwt_bcl_takes_logouts_on_its_own_listener() {
+    let topology = Topology {
+        logout_port: 18002,
+        peer_logout_port: 18003,
+        ..native("/x.wasm")
+    };
+    let patch = json!({"backchannel_logout": {"max_entries": 5000}});
+    let rendered = render_gateway(&envoy_dir(), "jwt-bcl", &topology, Some(&patch)).unwrap();
+    let doc = parse(&rendered);
+    let listeners = doc["static_resources"]["listeners"].as_array().unwrap();
+    assert_eq!(listeners[1]["name"], "logout");
+    assert_eq!(
+        listeners[1]["address"]["socket_address"],
+        json!({"address": "127.0.0.1", "port_value": 18002})
+    );
+    let vm = |listener: &Value| {
+        listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]
+            ["typed_config"]["config"]["vm_config"]
+            .clone()
+    };
+    assert_eq!(vm(&listeners[0]), vm(&listeners[1]));
+    let [api, logout] =
+        <[Value; 2]>::try_from(loadtest::render::plugin_configs(&rendered).unwrap()).unwrap();
+    assert_eq!(api["issuer"], logout["issuer"]);
+    assert_eq!(api["backchannel_logout"]["path"], Value::Null);
+    assert_eq!(logout["backchannel_logout"]["path"], "/backchannel-logout");
+    assert_eq!(
+        api["backchannel_logout"]["audiences"],
+        logout["backchannel_logout"]["audiences"]
+    );
+    for config in [&api, &logout] {
+        assert_eq!(config["backchannel_logout"]["max_entries"], 5000);
+    }
+    assert_eq!(
+        logout["backchannel_logout"]["peers"],
+        json!([{"cluster": "peers", "authority": "127.0.0.1:18003"}])
+    );
+    let clusters = doc["static_resources"]["clusters"].as_array().unwrap();
+    let peers = clusters.iter().find(|c| c["name"] == "peers").unwrap();
+    assert_eq!(
+        peers["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"],
+        json!({"address": "127.0.0.1", "port_value": 18003})
+    );
 }
