@@ -25,7 +25,6 @@ use loadtest::keycloak::{self, ALICE, CAROL, Keycloak, LOADTEST, REALM};
 use loadtest::ports::free_port;
 use loadtest::stack::{GatewaySpec, RunningGateway, start_gateway};
 use serde_json::json;
-use tokengate::algorithm::Algorithm;
 use tokengate::testkit::{TestKey, TokenSpec};
 
 const GATEWAY: &str = "jwt-bcl";
@@ -221,11 +220,9 @@ async fn forged_logout_tokens_get_400_and_revoke_nothing() -> Result<()> {
     for (label, body, reason) in forged {
         let response = post(&url, body).await?;
         ensure_refused_logout(&response, label)?;
-        let counted = stat(
-            &fixture.gateway,
-            &format!("tokengate.revocation.rejected.{reason}"),
-        );
-        ensure!(counted.await? >= 1, "{label}: not counted as {reason}");
+        let metric = format!("tokengate.revocation.rejected.{reason}");
+        let counted = stat(&fixture.gateway, &metric).await?;
+        ensure!(counted >= 1, "{label}: not counted as {reason}");
         ensure!(
             fixture.get_bearer(&victim).await?.status == 200,
             "{label} revoked the session"
@@ -337,7 +334,7 @@ impl Replicas {
         let dir = loadtest::paths::run_dir("bcl-replicas");
         let (backend, addr) = loadtest::backend::spawn(&dir, "backend", 1)?;
         let (port_a, port_b) = (free_port()?, free_port()?);
-        let mut start = |name: &str, own: u16, peer: u16| -> Result<RunningGateway> {
+        let start = |name: &str, own: u16, peer: u16| -> Result<RunningGateway> {
             let gateway_dir = dir.join(name);
             std::fs::create_dir_all(&gateway_dir)?;
             let spec = GatewaySpec::new(GATEWAY).replica(own, peer);

@@ -370,7 +370,14 @@ pub extern "C" fn proxy_on_request_headers(
             drop(guard);
             reply_now(&response)
         }
-        Step::Wait | Step::ReadBody => Action::Pause as u32,
+        Step::Wait => Action::Pause as u32,
+        // Not Pause: proxy-wasm hosts turn a headers `StopIteration` into "stop all" (Envoy:
+        // StopAllIterationAndWatermark), and then the body never reaches this filter until it
+        // resumes the request. So the headers continue and the body callback holds the body
+        // (StopIterationAndBuffer) until it is whole, then answers. The headers do reach the
+        // next filters: the logout listener must not answer at headers (envoy/jwt-bcl.yaml puts
+        // Envoy's buffer filter after this one, so its router only ever sees whole requests).
+        Step::ReadBody => Action::Continue as u32,
     }
 }
 
