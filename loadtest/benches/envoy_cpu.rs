@@ -109,6 +109,8 @@ enum Tokens {
     Unique,
     /// The unique tokens with one signature bit flipped.
     Tampered,
+    /// Distinct valid tokens signed with another algorithm's test key (ES256, EdDSA).
+    UniqueWith(Algorithm),
 }
 
 impl Tokens {
@@ -118,6 +120,8 @@ impl Tokens {
             Tokens::Repeated => "repeated",
             Tokens::Unique => "unique",
             Tokens::Tampered => "unique, bad signature",
+            Tokens::UniqueWith(Algorithm::Es256) => "unique, ES256",
+            Tokens::UniqueWith(_) => "unique, EdDSA",
         }
     }
 }
@@ -178,6 +182,18 @@ struct Scenario {
     plugin_patch: Option<&'static str>,
     tokens: Tokens,
     expected_status: u16,
+}
+
+/// The `jwt` gateway allowing the curve algorithms of the ES256 and EdDSA scenarios.
+const CURVE_ALGORITHMS: &str = r#"{"algorithms": ["RS256", "ES256", "EdDSA"]}"#;
+
+/// The kid and test key of each algorithm's tokens (the JWKS server serves all three).
+fn signing_key(alg: Algorithm) -> (&'static str, &'static TestKey) {
+    match alg {
+        Algorithm::Es256 => ("ec1", TestKey::p256()),
+        Algorithm::EdDsa => ("ed1", TestKey::ed25519()),
+        _ => (KID, TestKey::rsa_a()),
+    }
 }
 
 const SCENARIOS: &[Scenario] = &[
@@ -252,6 +268,38 @@ const SCENARIOS: &[Scenario] = &[
         plugin_patch: None,
         tokens: Tokens::Tampered,
         expected_status: 401,
+    },
+    Scenario {
+        name: "native-jwt-es256",
+        gateway: "native-jwt",
+        wasm: Wasm::Tokengate,
+        plugin_patch: None,
+        tokens: Tokens::UniqueWith(Algorithm::Es256),
+        expected_status: 200,
+    },
+    Scenario {
+        name: "jwt-es256",
+        gateway: "jwt",
+        wasm: Wasm::Tokengate,
+        plugin_patch: Some(CURVE_ALGORITHMS),
+        tokens: Tokens::UniqueWith(Algorithm::Es256),
+        expected_status: 200,
+    },
+    Scenario {
+        name: "native-jwt-eddsa",
+        gateway: "native-jwt",
+        wasm: Wasm::Tokengate,
+        plugin_patch: None,
+        tokens: Tokens::UniqueWith(Algorithm::EdDsa),
+        expected_status: 200,
+    },
+    Scenario {
+        name: "jwt-eddsa",
+        gateway: "jwt",
+        wasm: Wasm::Tokengate,
+        plugin_patch: Some(CURVE_ALGORITHMS),
+        tokens: Tokens::UniqueWith(Algorithm::EdDsa),
+        expected_status: 200,
     },
     Scenario {
         name: "portable-repeated",
@@ -463,8 +511,8 @@ fn token_spec(issuer: &str, now: i64, jti: String) -> TokenSpec {
     TokenSpec::access_token(Algorithm::Rs256, KID, issuer, AUDIENCE, now).claim("jti", jti)
 }
 
-/// `count` valid tokens with distinct `jti`, signed on every core.
-fn mint_unique(issuer: &str, now: i64, count: usize) -> Result<Vec<String>> {
+/// `count` valid tokens with distinct `jti`, signed with `alg` on every core.
+fn mint_unique(issuer: &str, now: i64, count: usize, alg: Algorithm) -> Result<Vec<String>> {
     let threads = std::thread::available_parallelism()
         .map(usize::from)
         .unwrap_or(1)
@@ -475,9 +523,13 @@ fn mint_unique(issuer: &str, now: i64, count: usize) -> Result<Vec<String>> {
             .map(|t| {
                 let range = (t * per_thread)..((t + 1) * per_thread).min(count);
                 scope.spawn(move || {
-                    let key = TestKey::rsa_a();
+                    let (kid, key) = signing_key(alg);
                     range
-                        .map(|i| token_spec(issuer, now, format!("bench-{now}-{i}")).sign(key))
+                        .map(|i| {
+                            TokenSpec::access_token(alg, kid, issuer, AUDIENCE, now)
+                                .claim("jti", format!("bench-{now}-{}-{i}", alg.jws_name()))
+                                .sign(key)
+                        })
                         .collect::<Vec<String>>()
                 })
             })
@@ -502,6 +554,8 @@ fn bearer_values(tokens: &[String]) -> Result<Vec<HeaderValue>> {
 
 struct TokenSets {
     repeated: Vec<HeaderValue>,
+    /// Per curve algorithm a scenario asks for.
+    curves: Vec<(Algorithm, Vec<HeaderValue>)>,
     unique: Vec<HeaderValue>,
     tampered: Vec<HeaderValue>,
     mint_time: Option<Duration>,
@@ -515,7 +569,7 @@ impl TokenSets {
         let wants = |kind: Tokens| options.scenarios.iter().any(|s| s.tokens == kind);
         let (unique, mint_time) = if wants(Tokens::Unique) || wants(Tokens::Tampered) {
             let started = Instant::now();
-            let unique = mint_unique(issuer, now, options.unique_tokens)?;
+            let unique = mint_unique(issuer, now, options.unique_tokens, Algorithm::Rs256)?;
             let took = started.elapsed();
             eprintln!(
                 "minted {} distinct RS256 tokens in {:.2} s ({:.0} µs each per thread)",
@@ -533,7 +587,17 @@ impl TokenSets {
         } else {
             Vec::new()
         };
+        let mut curves = Vec::new();
+        for alg in [Algorithm::Es256, Algorithm::EdDsa] {
+            if wants(Tokens::UniqueWith(alg)) {
+                curves.push((
+                    alg,
+                    bearer_values(&mint_unique(issuer, now, options.unique_tokens, alg)?)?,
+                ));
+            }
+        }
         Ok(TokenSets {
+            curves,
             repeated: bearer_values(&repeated)?,
             unique: if wants(Tokens::Unique) {
                 bearer_values(&unique)?
@@ -551,6 +615,12 @@ impl TokenSets {
             Tokens::Repeated => self.repeated.clone(),
             Tokens::Unique => self.unique.clone(),
             Tokens::Tampered => self.tampered.clone(),
+            Tokens::UniqueWith(alg) => self
+                .curves
+                .iter()
+                .find(|(a, _)| *a == alg)
+                .map(|(_, tokens)| tokens.clone())
+                .unwrap_or_default(),
         }
     }
 }
@@ -1375,7 +1445,12 @@ fn run() -> Result<()> {
     idp.set_response(
         CERTS_PATH,
         200,
-        jwks(&[TestKey::rsa_a().public_jwk(KID, Some("RS256"))]).to_string(),
+        jwks(&[
+            TestKey::rsa_a().public_jwk(KID, Some("RS256")),
+            TestKey::p256().public_jwk("ec1", Some("ES256")),
+            TestKey::ed25519().public_jwk("ed1", Some("EdDSA")),
+        ])
+        .to_string(),
     );
     idp.start()?;
     let issuer = format!("http://127.0.0.1:{}/realms/tokengate", idp.port());
