@@ -551,3 +551,55 @@ fn configuration_of_the_endpoint() {
         assert_eq!(err.field, field, "{settings}: {err}");
     }
 }
+
+#[test]
+fn a_logout_given_up_while_waiting_is_refused_when_its_body_comes() {
+    let mut host = FakeHost::new();
+    let mut worker = Worker::configure(&mut host, &config(settings()), None).unwrap();
+    let start = |worker: &mut Worker, host: &mut FakeHost, context_id: u32| {
+        let mut request = Request::with_headers(vec![
+            (":path".to_owned(), b"/backchannel-logout".to_vec()),
+            (":method".to_owned(), b"POST".to_vec()),
+        ]);
+        request.body_follows = true;
+        let step = worker.on_request(host, Waiter::new(context_id, request), NOW);
+        assert_eq!(step, Step::ReadBody);
+    };
+    // One more than the worker waits for: the first is given up.
+    let waiting = u32::try_from(revocations::MAX_PENDING_LOGOUTS).unwrap();
+    for context_id in 0..=waiting {
+        start(&mut worker, &mut host, 1000 + context_id);
+    }
+    let logout = logout_spec(Some("s-late"), None, "j-late").sign(TestKey::rsa_a());
+    let body = form(&logout);
+    let late = worker.on_request_body(
+        &mut host,
+        1000,
+        body.len(),
+        true,
+        |_| Some(body.clone().into_bytes()),
+        NOW,
+    );
+    let BodyStep::Reply(reply) = late else {
+        panic!("a given-up logout's body must be answered, not passed on: {late:?}");
+    };
+    assert_eq!(reply.status, 400);
+    assert_eq!(
+        error_of(&reply),
+        "Too many logout requests were waiting; send it again"
+    );
+    assert_eq!(host.metric("tokengate.revocation.rejected.busy"), 1);
+    // Those still waiting are served.
+    let body_step = worker.on_request_body(
+        &mut host,
+        1001,
+        body.len(),
+        true,
+        |_| Some(body.clone().into_bytes()),
+        NOW,
+    );
+    assert!(
+        matches!(body_step, BodyStep::Reply(DenyResponse { status: 200, .. })),
+        "{body_step:?}"
+    );
+}

@@ -94,6 +94,9 @@ pub struct Worker {
     logout_paths: Vec<(String, usize)>,
     /// Logout requests whose body is on its way.
     pending_logouts: std::collections::VecDeque<revocations::PendingLogout>,
+    /// Logout requests given up while waiting (bounded): their body, if it still comes, is
+    /// refused rather than passed on.
+    abandoned_logouts: std::collections::VecDeque<u32>,
 }
 
 impl Worker {
@@ -153,6 +156,7 @@ impl Worker {
             revocations,
             logout_paths,
             pending_logouts: std::collections::VecDeque::new(),
+            abandoned_logouts: std::collections::VecDeque::new(),
         };
         for provider in 0..worker.remotes.len() {
             worker.sync_keys_from_shared(host, provider);

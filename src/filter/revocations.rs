@@ -20,8 +20,10 @@ use super::{Now, Worker};
 /// Compare-and-swap attempts before an update of a shared record gives up.
 const CAS_ATTEMPTS: usize = 8;
 /// Logout requests waiting for their body, at most (a client that never sends one is
-/// forgotten, oldest first).
+/// forgotten, oldest first: the module has no per-request end callback).
 pub const MAX_PENDING_LOGOUTS: usize = 64;
+/// Forgotten logout requests remembered, so a late body is refused, never passed on.
+pub const MAX_ABANDONED_LOGOUTS: usize = 1024;
 
 /// The shared records of one provider's ended sessions.
 pub(super) struct SharedLog {
@@ -173,8 +175,13 @@ impl Worker {
         if !request.body_follows {
             return Err(logout_response(Err(LogoutError::MissingToken)));
         }
-        if self.pending_logouts.len() >= MAX_PENDING_LOGOUTS {
-            self.pending_logouts.pop_front();
+        if self.pending_logouts.len() >= MAX_PENDING_LOGOUTS
+            && let Some(given_up) = self.pending_logouts.pop_front()
+        {
+            if self.abandoned_logouts.len() >= MAX_ABANDONED_LOGOUTS {
+                self.abandoned_logouts.pop_front();
+            }
+            self.abandoned_logouts.push_back(given_up.context_id);
         }
         self.pending_logouts.push_back(PendingLogout {
             context_id,
@@ -207,6 +214,14 @@ impl Worker {
             .iter()
             .position(|p| p.context_id == context_id)
         else {
+            if let Some(at) = self
+                .abandoned_logouts
+                .iter()
+                .position(|id| *id == context_id)
+            {
+                self.abandoned_logouts.remove(at);
+                return BodyStep::Reply(self.refuse_logout(host, LogoutError::Busy));
+            }
             return BodyStep::Continue;
         };
         let provider = self.pending_logouts[at].provider;

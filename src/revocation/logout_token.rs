@@ -66,11 +66,13 @@ pub enum LogoutError {
     MissingSubject,
     /// A `nonce`: an ID token, not a logout token.
     Nonce,
+    /// Too many logout requests were waiting for their body: this one was given up.
+    Busy,
 }
 
 impl LogoutError {
     /// Every reason, for metrics.
-    pub const ALL: [LogoutError; 15] = [
+    pub const ALL: [LogoutError; 16] = [
         LogoutError::MissingToken,
         LogoutError::TooLarge,
         LogoutError::Malformed,
@@ -86,6 +88,7 @@ impl LogoutError {
         LogoutError::MissingEvent,
         LogoutError::MissingSubject,
         LogoutError::Nonce,
+        LogoutError::Busy,
     ];
 
     /// The metric label.
@@ -106,6 +109,7 @@ impl LogoutError {
             LogoutError::MissingEvent => "missing_event",
             LogoutError::MissingSubject => "missing_subject",
             LogoutError::Nonce => "nonce",
+            LogoutError::Busy => "busy",
         }
     }
 
@@ -132,6 +136,7 @@ impl LogoutError {
             LogoutError::MissingEvent => "The logout token has no back-channel logout event",
             LogoutError::MissingSubject => "The logout token names no session and no subject",
             LogoutError::Nonce => "The logout token carries a nonce",
+            LogoutError::Busy => "Too many logout requests were waiting; send it again",
         }
     }
 }
