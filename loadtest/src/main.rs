@@ -86,12 +86,15 @@ struct RunArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "no-auth,native-jwt,jwt,jwt-no-exp,introspect,hybrid"
+        default_value = "no-auth,native-jwt,jwt,jwt-no-exp,introspect,hybrid,policy"
     )]
     gateways: Vec<String>,
     /// Scenarios, comma-separated: generate-token, introspect-valid, introspect-expired,
     /// introspect-invalid, api-valid, api-expired, api-invalid-signature, api-malformed,
-    /// api-missing, api-revoked, api-alg-none, api-wrong-audience. Default: all.
+    /// api-missing, api-revoked, api-alg-none, api-wrong-audience, and on the policy gateway
+    /// only policy-public-no-token, policy-api-no-token, policy-api-partner,
+    /// policy-admin-partner, policy-admin-without-role, policy-admin-with-role,
+    /// policy-api-cross-realm, policy-public-forged-identity. Default: all.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Target rates in requests per second, comma-separated.

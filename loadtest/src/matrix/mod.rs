@@ -23,9 +23,7 @@ use crate::driver::{
 use crate::keycloak::{self, KeycloakClient};
 use crate::stack::{NativeStack, StackOptions};
 use report::{Cell, Report, Settings};
-use scenario::{
-    API_SCENARIOS, ExpectationClassifier, GatewayProfile, KEYCLOAK_SCENARIOS, Scenario, TokenKind,
-};
+use scenario::{ExpectationClassifier, GatewayProfile, GatewayRequest, Scenario, TokenKind};
 use tokens::TokenPools;
 
 /// Where requests go when the matrix drives an already running stack.
@@ -59,18 +57,15 @@ pub struct MatrixConfig {
 }
 
 impl MatrixConfig {
-    /// The seed's matrix and more: every gateway and scenario at 100, 500 and 1000 req/s.
+    /// The seed's matrix and more: every gateway and scenario at 100, 500 and 1000 req/s (the
+    /// policy scenarios on the policy gateway).
     pub fn default_matrix(out: PathBuf) -> MatrixConfig {
         MatrixConfig {
             gateways: scenario::GATEWAYS
                 .iter()
                 .map(|g| g.name.to_owned())
                 .collect(),
-            scenarios: KEYCLOAK_SCENARIOS
-                .iter()
-                .chain(API_SCENARIOS.iter())
-                .copied()
-                .collect(),
+            scenarios: Scenario::all().collect(),
             rates: vec![100.0, 500.0, 1000.0],
             warmup: Duration::from_secs(1),
             duration: Duration::from_secs(5),
@@ -161,7 +156,19 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
     let client = KeycloakClient::new(&keycloak_url);
 
     eprintln!("minting token pools ({} per kind) ...", config.pool_size);
-    let mut pools = runtime.block_on(TokenPools::mint(client.clone(), config.pool_size))?;
+    let policy_cells = config.scenarios.iter().any(|scenario| {
+        matches!(scenario, Scenario::Policy(_))
+            && gateways
+                .iter()
+                .any(|g| scenario::runs_on(g.profile, *scenario))
+    });
+    let partner = policy_cells
+        .then(|| KeycloakClient::for_realm(&keycloak_url, keycloak::PARTNER_REALM));
+    let mut pools = runtime.block_on(TokenPools::mint_with_policy(
+        client.clone(),
+        partner,
+        config.pool_size,
+    ))?;
     runtime.block_on(wait_until_admitted(&gateways, &pools))?;
 
     let keycloak_cells = config
@@ -169,31 +176,37 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
         .iter()
         .filter(|s| !s.through_gateway())
         .count();
-    let api_cells = config
+    let gateway_cells: usize = config
         .scenarios
         .iter()
-        .filter(|s| s.through_gateway())
-        .count()
-        * gateways.len();
-    let total = (keycloak_cells + api_cells) * config.rates.len();
+        .map(|s| {
+            gateways
+                .iter()
+                .filter(|g| scenario::runs_on(g.profile, *s))
+                .count()
+        })
+        .sum();
+    let total = (keycloak_cells + gateway_cells) * config.rates.len();
     let progress = progress_bar(config.progress, total as u64);
     let mut cells = Vec::with_capacity(total);
     for rate in &config.rates {
         for scenario in &config.scenarios {
             let kind = match scenario {
-                Scenario::Api(kind) => Some(*kind),
                 Scenario::IntrospectExpired => Some(TokenKind::Expired),
-                _ => None,
+                _ => scenario.token_kind(),
             };
             runtime.block_on(pools.ready_for(kind, config.warmup + config.duration))?;
             if scenario.through_gateway() {
                 for gateway in &gateways {
+                    if !scenario::runs_on(gateway.profile, *scenario) {
+                        continue;
+                    }
                     progress.set_message(format!(
                         "{rate} req/s  {}  {}",
                         scenario.name(),
                         gateway.name
                     ));
-                    cells.push(run_api_cell(config, *rate, *scenario, gateway, &pools)?);
+                    cells.push(run_gateway_cell(config, *rate, *scenario, gateway, &pools)?);
                     progress.inc(1);
                 }
             } else {
@@ -224,47 +237,68 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
     Ok(report)
 }
 
-/// For every GAP, one more request with a recognisable id, to point at in the gateway's log.
+/// For every GAP, one more request with a recognisable id, to point at in the gateway's log;
+/// what it showed becomes the row's sample.
 async fn probe_gaps(
     report: &mut Report,
     gateways: &[GatewayTarget],
     pools: &mut TokenPools,
 ) -> Result<()> {
-    let gaps: Vec<(String, TokenKind)> = report
+    let gaps: Vec<(String, String)> = report
         .verdicts
         .iter()
         .filter(|row| row.verdict == scenario::Verdict::Gap)
-        .map(|row| (row.gateway.clone(), row.token_kind))
+        .map(|row| (row.gateway.clone(), row.scenario.clone()))
         .collect();
-    for (gateway_name, kind) in gaps {
-        let Some(gateway) = gateways.iter().find(|g| g.name == gateway_name) else {
+    for (gateway_name, scenario_name) in gaps {
+        let (Some(gateway), Some(request)) = (
+            gateways.iter().find(|g| g.name == gateway_name),
+            Scenario::parse(&scenario_name).and_then(Scenario::request),
+        ) else {
             continue;
         };
         // A long run outlives the pools it started with: a revoked token that has expired
         // since would be refused as expired, and the probe would not show the gap.
-        pools.ready_for(Some(kind), Duration::from_secs(1)).await?;
-        let tokens = pools.tokens(kind);
-        let Some(token) = tokens.first() else {
+        pools
+            .ready_for(Some(request.token), Duration::from_secs(1))
+            .await?;
+        let tokens = pools.tokens(request.token);
+        let token = tokens.first();
+        if token.is_none() && request.token != TokenKind::Missing {
             continue;
-        };
-        let request_id = format!("{gateway_name}.api-{}.gap-probe", kind.name());
-        let bearer = format!("Bearer {token}");
-        let url = format!("http://{}/api/orders", gateway.host);
-        let response = crate::http::get(
-            &url,
-            &[
-                ("authorization", &bearer),
-                (driver::REQUEST_ID_HEADER, &request_id),
-            ],
-        )
-        .await?;
-        report.set_sample(
-            &gateway_name,
-            kind,
-            format!("{request_id} → {}", response.status),
-        );
+        }
+        let request_id = format!("{gateway_name}.{scenario_name}.gap-probe");
+        let headers = request_headers(&request, token.map(String::as_str));
+        let mut headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        headers.push((driver::REQUEST_ID_HEADER, &request_id));
+        let url = format!("http://{}{}", gateway.host, request.path);
+        let response = crate::http::get(&url, &headers).await?;
+        let mut sample = format!("{request_id} → {}", response.status);
+        if let Some((name, _)) = request.forged_header {
+            let received = response.header_all(crate::backend::IDENTITY_HEADERS_RECEIVED);
+            if scenario::lists_header(received, name) {
+                sample.push_str(&format!(", {name} reached the backend"));
+            }
+        }
+        report.set_sample(&gateway_name, &scenario_name, sample);
     }
     Ok(())
+}
+
+/// The headers a gateway scenario's request carries besides `host`: the bearer token when
+/// there is one, and the forged identity header.
+fn request_headers(request: &GatewayRequest, token: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut headers = Vec::new();
+    if let Some(token) = token {
+        headers.push(("authorization", format!("Bearer {token}")));
+    }
+    if let Some((name, value)) = request.forged_header {
+        headers.push((name, value.to_owned()));
+    }
+    headers
 }
 
 fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
@@ -294,31 +328,39 @@ pub fn resolve(url: &str) -> Result<(SocketAddr, String)> {
     Ok((addr, authority.to_owned()))
 }
 
-/// Gateways fetch keys at start: wait until each admits a valid token.
+/// Gateways fetch keys at start: wait until each admits a valid token, and a gateway with the
+/// policy routes a realm B token too (its keys come through discovery, fetched apart).
 async fn wait_until_admitted(gateways: &[GatewayTarget], pools: &TokenPools) -> Result<()> {
-    let tokens = pools.tokens(TokenKind::Valid);
-    let token = tokens
-        .first()
-        .ok_or_else(|| anyhow!("no valid token minted"))?;
-    let bearer = format!("Bearer {token}");
     for gateway in gateways {
-        let url = format!("http://{}/api/ready", gateway.host);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let status = crate::http::get(&url, &[("authorization", &bearer)])
-                .await
-                .map(|r| r.status)
-                .unwrap_or(0);
-            if status == 200 {
-                break;
+        let mut kinds = vec![TokenKind::Valid];
+        if gateway.profile.policy_routes && pools.has_policy() {
+            kinds.push(TokenKind::Partner);
+        }
+        for kind in kinds {
+            let tokens = pools.tokens(kind);
+            let token = tokens
+                .first()
+                .ok_or_else(|| anyhow!("no {} token minted", kind.name()))?;
+            let bearer = format!("Bearer {token}");
+            let url = format!("http://{}/api/ready", gateway.host);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let status = crate::http::get(&url, &[("authorization", &bearer)])
+                    .await
+                    .map(|r| r.status)
+                    .unwrap_or(0);
+                if status == 200 {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    bail!(
+                        "gateway {} never admitted a {} token (last status {status})",
+                        gateway.name,
+                        kind.name()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "gateway {} never admitted a valid token (last status {status})",
-                    gateway.name
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
     Ok(())
@@ -347,28 +389,34 @@ fn cell_label(gateway: &str, scenario: Scenario, rate: f64) -> String {
     format!("{gateway}.{}.r{}", scenario.name(), rate.round() as u64)
 }
 
-fn run_api_cell(
+fn run_gateway_cell(
     config: &MatrixConfig,
     rate: f64,
     scenario: Scenario,
     gateway: &GatewayTarget,
     pools: &TokenPools,
 ) -> Result<Cell> {
-    let Scenario::Api(kind) = scenario else {
-        bail!("{} is not a gateway scenario", scenario.name());
+    let request = scenario
+        .request()
+        .ok_or_else(|| anyhow!("{} is not a gateway scenario", scenario.name()))?;
+    let tokens = pools.tokens(request.token);
+    if tokens.is_empty() && request.token != TokenKind::Missing {
+        bail!("no {} tokens minted", request.token.name());
+    }
+    let tokens: Vec<Option<&str>> = if tokens.is_empty() {
+        vec![None]
+    } else {
+        tokens.iter().map(|t| Some(t.as_str())).collect()
     };
     let mut templates = Vec::new();
-    let tokens = pools.tokens(kind);
-    if tokens.is_empty() {
-        templates.push(RequestTemplate::get("/api/orders")?);
-    }
     for token in tokens {
-        templates.push(
-            RequestTemplate::get("/api/orders")?
-                .header("authorization", &format!("Bearer {token}"))?,
-        );
+        let mut template = RequestTemplate::get(request.path)?;
+        for (name, value) in request_headers(&request, token) {
+            template = template.header(name, &value)?;
+        }
+        templates.push(template);
     }
-    let expectation = scenario::expectation(gateway.profile, kind);
+    let expectation = scenario::expectation(gateway.profile, scenario);
     let classifier = ExpectationClassifier {
         expectation: expectation.clone(),
     };
@@ -435,18 +483,16 @@ fn run_keycloak_cell(
                 .collect::<Result<Vec<_>>>()?;
             (templates, Some(kind))
         }
-        Scenario::Api(_) => bail!("{} goes through a gateway", scenario.name()),
+        Scenario::Api(_) | Scenario::Policy(_) => {
+            bail!("{} goes through a gateway", scenario.name())
+        }
     };
     // The driver judges statuses; what introspection answered is checked on a sample.
     let note = match probe_kind {
         Some(kind) => Some(runtime.block_on(probe_introspection(pools, kind))?),
         None => None,
     };
-    let expectation = scenario::Expectation {
-        status: 200,
-        challenge: scenario::Challenge::None,
-        known_gap: None,
-    };
+    let expectation = scenario::Expectation::status(200);
     let label = cell_label("keycloak", scenario, rate);
     let driver = driver_config(config, rate, addr, host, label);
     let source: Arc<dyn RequestSource> = Arc::new(RoundRobin::new(templates)?);
