@@ -61,7 +61,7 @@ fn latency_chart(report: &Report, scenario: &str, path: &Path) -> Result<()> {
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
         points
     };
-    let max_rate = report.settings.rates.iter().copied().fold(1.0, f64::max);
+    let max_rate = report.settings.all_rates().into_iter().fold(1.0, f64::max);
     let max_ms = report
         .cells
         .iter()

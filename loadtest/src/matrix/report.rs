@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::driver::{RunResult, Thresholds};
-use crate::matrix::MatrixConfig;
+use crate::matrix::{MatrixConfig, Profile, union_of_rates};
 use crate::matrix::scenario::{
     self, Challenge, Counts, Expectation, GatewayProfile, Scenario, Secure, TokenKind, Verdict,
 };
@@ -36,9 +36,14 @@ pub mod exit {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
+    pub profile: Profile,
     pub gateways: Vec<String>,
     pub scenarios: Vec<String>,
+    /// Rates of the API scenarios.
     pub rates: Vec<f64>,
+    pub policy_rates: Vec<f64>,
+    /// Rates of the scenarios at Keycloak.
+    pub idp_rates: Vec<f64>,
     pub warmup_secs: f64,
     pub duration_secs: f64,
     pub pool_size: usize,
@@ -54,9 +59,12 @@ pub struct Settings {
 impl Settings {
     pub fn from_config(config: &MatrixConfig, gateways: &[String]) -> Settings {
         Settings {
+            profile: config.profile,
             gateways: gateways.to_vec(),
             scenarios: config.scenarios.iter().map(|s| s.name()).collect(),
             rates: config.rates.clone(),
+            policy_rates: config.policy_rates.clone(),
+            idp_rates: config.idp_rates.clone(),
             warmup_secs: config.warmup.as_secs_f64(),
             duration_secs: config.duration.as_secs_f64(),
             pool_size: config.pool_size,
@@ -66,6 +74,17 @@ impl Settings {
             target: config.target.as_ref().map(|t| t.gateway_url.clone()),
             patches: config.patches.iter().cloned().collect(),
         }
+    }
+
+    /// Every rate a cell may have, ascending.
+    pub fn all_rates(&self) -> Vec<f64> {
+        union_of_rates(
+            self.rates
+                .iter()
+                .chain(&self.policy_rates)
+                .chain(&self.idp_rates)
+                .copied(),
+        )
     }
 }
 
@@ -287,9 +306,12 @@ impl Report {
     /// The tables for a terminal.
     pub fn text(&self) -> String {
         let mut out = String::new();
-        for rate in &self.settings.rates {
-            let _ = writeln!(out, "\n== {rate} req/s ==");
+        for rate in &self.settings.all_rates() {
             let rows = self.performance_rows(*rate);
+            if rows.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "\n== {rate} req/s ==");
             out.push_str(&render_table(&PERFORMANCE_HEADER, &rows));
         }
         out.push_str("\n== Security verdicts (all rates) ==\n");
@@ -303,21 +325,31 @@ impl Report {
 
     pub fn markdown(&self) -> String {
         let mut out = String::from("# tokengate load test report\n\n");
-        let _ = writeln!(
-            out,
-            "Gateways: {}. Rates: {} req/s, {} s measured after {} s warm-up per cell, open loop \
-             (latency from each request's due time).\n",
-            self.settings.gateways.join(", "),
-            self.settings
-                .rates
+        let rates = |rates: &[f64]| {
+            rates
                 .iter()
                 .map(|r| r.to_string())
                 .collect::<Vec<_>>()
-                .join(", "),
+                .join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "Profile `{}`. Gateways: {}. Rates: {} req/s (API scenarios), {} req/s (policy \
+             scenarios), {} req/s (Keycloak's own scenarios: the IdP's cost, not a gateway's); \
+             {} s measured after {} s warm-up per cell, open loop (latency from each request's \
+             due time).\n",
+            self.settings.profile.name(),
+            self.settings.gateways.join(", "),
+            rates(&self.settings.rates),
+            rates(&self.settings.policy_rates),
+            rates(&self.settings.idp_rates),
             self.settings.duration_secs,
             self.settings.warmup_secs
         );
-        for rate in &self.settings.rates {
+        for rate in &self.settings.all_rates() {
+            if self.performance_rows(*rate).is_empty() {
+                continue;
+            }
             let _ = writeln!(out, "## {rate} req/s\n");
             out.push_str(&render_markdown_table(
                 &PERFORMANCE_HEADER,
@@ -795,9 +827,12 @@ mod tests {
 
     fn settings(gateways: &[&str], scenarios: &[Scenario]) -> Settings {
         Settings {
+            profile: Profile::Quick,
             gateways: gateways.iter().map(|g| (*g).to_owned()).collect(),
             scenarios: scenarios.iter().map(|s| s.name()).collect(),
             rates: vec![10.0],
+            policy_rates: vec![10.0],
+            idp_rates: vec![10.0],
             warmup_secs: 0.0,
             duration_secs: 1.0,
             pool_size: 1,
