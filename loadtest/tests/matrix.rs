@@ -203,6 +203,17 @@ fn short_matrix_against_the_native_stack() -> Result<()> {
         .context("no forged-identity cell")?;
     ensure!(forged["expected"]["must_strip"] == "x-jwt-sub");
 
+    // report.html: self-contained, the write-up's finding first.
+    let html = std::fs::read_to_string(out.join("report.html")).context("report.html")?;
+    let headline = html.find("id=\"headline\"").context("no headline")?;
+    ensure!(
+        html[headline..].contains("<code>jwt-no-exp</code> admitted /api/orders, expired token")
+            && headline < html.find("id=\"verdict-grid\"").context("no verdict grid")?
+            && html.contains("id=\"policy-verdicts\"")
+            && html.contains("<figure class=\"chart\" data-chart=\"latency-api-valid.svg\"><svg"),
+        "report.html"
+    );
+
     let markdown = std::fs::read_to_string(out.join("report.md"))?;
     ensure!(
         markdown.contains("## Security verdicts") && markdown.contains("| jwt-no-exp | expired |")

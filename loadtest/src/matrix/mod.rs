@@ -4,6 +4,7 @@
 
 pub mod charts;
 pub mod findmax;
+pub mod html;
 pub mod report;
 pub mod scenario;
 pub mod tokens;

@@ -293,13 +293,16 @@ impl Report {
         self.summary.exit_code
     }
 
-    /// Writes `report.json`, `report.md` and the charts into `dir`.
+    /// Writes `report.json`, `report.md`, the charts and `report.html` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         let json = serde_json::to_string_pretty(self)?;
         std::fs::write(dir.join("report.json"), json + "\n")
             .with_context(|| format!("writing {}", dir.join("report.json").display()))?;
         std::fs::write(dir.join("report.md"), self.markdown())?;
         super::charts::write_all(self, dir)?;
+        // Last: it inlines the charts.
+        std::fs::write(dir.join("report.html"), super::html::render(self, dir))
+            .with_context(|| format!("writing {}", dir.join("report.html").display()))?;
         Ok(())
     }
 
@@ -393,7 +396,7 @@ impl Report {
         )
     }
 
-    fn performance_rows(&self, rate: f64) -> Vec<Vec<String>> {
+    pub(crate) fn performance_rows(&self, rate: f64) -> Vec<Vec<String>> {
         self.cells
             .iter()
             .filter(|cell| cell.rate == rate)
@@ -442,7 +445,7 @@ impl Report {
 
     /// The rows of scenarios that ran (those that did not are summed up by
     /// [`Report::not_run_lines`]).
-    fn verdict_rows(&self) -> Vec<Vec<String>> {
+    pub(crate) fn verdict_rows(&self) -> Vec<Vec<String>> {
         self.verdicts
             .iter()
             .filter(|row| row.cells > 0)
@@ -521,7 +524,7 @@ impl Report {
     }
 }
 
-const PERFORMANCE_HEADER: [&str; 15] = [
+pub(crate) const PERFORMANCE_HEADER: [&str; 15] = [
     "scenario",
     "gateway",
     "target rps",
@@ -539,7 +542,7 @@ const PERFORMANCE_HEADER: [&str; 15] = [
     "notes",
 ];
 
-const VERDICT_HEADER: [&str; 8] = [
+pub(crate) const VERDICT_HEADER: [&str; 8] = [
     "gateway",
     "scenario",
     "request",
@@ -903,6 +906,49 @@ mod tests {
         let validator = jsonschema::validator_for(&schema()).unwrap();
         let errors: Vec<String> = validator.iter_errors(&json).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{errors:#?}");
+    }
+
+    /// report.html leads with the write-up's finding, then the verdict grid, then cost, the
+    /// full tables and how the run was made; it references nothing outside itself.
+    #[test]
+    fn the_html_report_leads_with_the_expired_token_gap() {
+        let scenarios = [
+            Scenario::Api(TokenKind::Valid),
+            Scenario::Api(TokenKind::Revoked),
+            Scenario::Api(TokenKind::Expired),
+        ];
+        let mut cells = Vec::new();
+        for gateway in ["jwt", "jwt-no-exp"] {
+            cells.push(cell(gateway, scenarios[0], &[(200, 10)], 10));
+            cells.push(cell(gateway, scenarios[1], &[(200, 10)], 10));
+        }
+        cells.push(cell("jwt", scenarios[2], &[(401, 10)], 0));
+        cells.push(cell("jwt-no-exp", scenarios[2], &[(200, 10)], 10));
+        let mut report = Report::new(settings(&["jwt", "jwt-no-exp"], &scenarios), cells);
+        report.set_sample("jwt-no-exp", "api-expired", "probe → 200".to_owned());
+        let dir = crate::paths::run_dir("html-unit");
+        std::fs::create_dir_all(&dir).unwrap();
+        report.write(&dir).unwrap();
+        let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+        let at = |needle: &str| {
+            html.find(needle)
+                .unwrap_or_else(|| panic!("{needle} missing from report.html"))
+        };
+        let headline = at("id=\"headline\"");
+        assert!(html[headline..].starts_with(
+            "id=\"headline\"><strong>GAP: <code>jwt-no-exp</code> admitted /api/orders, expired token"
+        ));
+        assert!(headline < at("id=\"verdict-grid\""));
+        assert!(at("id=\"verdict-grid\"") < at("id=\"cost\""));
+        assert!(at("id=\"cost\"") < at("id=\"tables\""));
+        assert!(at("id=\"tables\"") < at("id=\"how\""));
+        assert!(at("<figure class=\"chart\" data-chart=\"latency-api-valid.svg\"><svg") > 0);
+        assert!(html.contains("<td class=\"GAP known\""));
+        // Self-contained: no script, no stylesheet or image fetched.
+        for outside in ["<script", "<link", "src=", "@import", "url("] {
+            assert!(!html.contains(outside), "report.html contains {outside}");
+        }
+        assert!(!html.contains("<?xml"));
     }
 
     /// Every policy scenario answered as the table says: all PASS, exit 0; refusing the
