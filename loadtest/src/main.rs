@@ -259,9 +259,8 @@ fn matrix_config(args: &RunArgs) -> Result<MatrixConfig> {
     if !args.idp_rates.is_empty() {
         config.idp_rates = args.idp_rates.clone();
     }
-    let seconds = |value: Option<f64>, default: Duration| {
-        value.map_or(default, Duration::from_secs_f64)
-    };
+    let seconds =
+        |value: Option<f64>, default: Duration| value.map_or(default, Duration::from_secs_f64);
     config.duration = seconds(args.duration, config.duration);
     config.warmup = seconds(args.warmup, config.warmup);
     config.pool_size = args.pool_size.unwrap_or(config.pool_size);

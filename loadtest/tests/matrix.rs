@@ -208,7 +208,10 @@ fn short_matrix_against_the_native_stack() -> Result<()> {
     let headline = html.find("id=\"headline\"").context("no headline")?;
     ensure!(
         html[headline..].contains("<code>jwt-no-exp</code> admitted /api/orders, expired token")
-            && headline < html.find("id=\"verdict-grid\"").context("no verdict grid")?
+            && headline
+                < html
+                    .find("id=\"verdict-grid\"")
+                    .context("no verdict grid")?
             && html.contains("id=\"policy-verdicts\"")
             && html.contains("<figure class=\"chart\" data-chart=\"latency-api-valid.svg\"><svg"),
         "report.html"

@@ -101,9 +101,7 @@ fn verdicts(out: &mut String, report: &Report) {
         .filter(|name| report.verdicts.iter().any(|v| &v.scenario == name))
         .collect();
     if !kinds.is_empty() {
-        out.push_str(
-            "<table id=\"verdict-grid\"><tr><th>gateway \\ token on /api/orders</th>",
-        );
+        out.push_str("<table id=\"verdict-grid\"><tr><th>gateway \\ token on /api/orders</th>");
         for kind in &kinds {
             let _ = write!(out, "<th>{}</th>", escape(kind.trim_start_matches("api-")));
         }
@@ -287,9 +285,7 @@ fn cost_table(out: &mut String, report: &Report) {
     let mut rates: Vec<f64> = cells.iter().map(|cell| cell.rate).collect();
     rates.sort_by(f64::total_cmp);
     rates.dedup();
-    out.push_str(
-        "<table id=\"cost-table\"><tr><th>gateway (valid token)</th>",
-    );
+    out.push_str("<table id=\"cost-table\"><tr><th>gateway (valid token)</th>");
     for rate in &rates {
         let _ = write!(out, "<th>{rate} req/s: p50 / p99 ms</th>");
     }
@@ -418,7 +414,11 @@ fn how(out: &mut String, report: &Report) {
         let _ = writeln!(out, "<li>{}</li>", escape(&line));
     }
     if let Some(target) = &s.target {
-        let _ = writeln!(out, "<li>Driven against a running stack at {}.</li>", escape(target));
+        let _ = writeln!(
+            out,
+            "<li>Driven against a running stack at {}.</li>",
+            escape(target)
+        );
     }
     out.push_str("</ul>\n");
     let limited: Vec<&Cell> = report

@@ -267,8 +267,8 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
                 .iter()
                 .any(|g| scenario::runs_on(g.profile, *scenario))
     });
-    let partner = policy_cells
-        .then(|| KeycloakClient::for_realm(&keycloak_url, keycloak::PARTNER_REALM));
+    let partner =
+        policy_cells.then(|| KeycloakClient::for_realm(&keycloak_url, keycloak::PARTNER_REALM));
     let mut pools = runtime.block_on(TokenPools::mint_with_policy(
         client.clone(),
         partner,

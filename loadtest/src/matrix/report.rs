@@ -14,10 +14,10 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::driver::{RunResult, Thresholds};
-use crate::matrix::{MatrixConfig, Profile, union_of_rates};
 use crate::matrix::scenario::{
     self, Challenge, Counts, Expectation, GatewayProfile, Scenario, Secure, TokenKind, Verdict,
 };
+use crate::matrix::{MatrixConfig, Profile, union_of_rates};
 
 /// 2: verdicts are per scenario (policy scenarios), with the forged-header count.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -624,11 +624,9 @@ fn verdicts(settings: &Settings, cells: &[Cell]) -> Vec<VerdictRow> {
             {
                 continue;
             }
-            if let Some(row) = VerdictRow::new(
-                gateway,
-                scenario,
-                &scenario::expectation(profile, scenario),
-            ) {
+            if let Some(row) =
+                VerdictRow::new(gateway, scenario, &scenario::expectation(profile, scenario))
+            {
                 rows.push(row);
             }
         }
@@ -767,10 +765,19 @@ mod tests {
             Challenge::InsufficientScope,
         ]
         .iter()
-        .map(|c| serde_json::to_value(c).unwrap().as_str().unwrap().to_owned())
+        .map(|c| {
+            serde_json::to_value(c)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
         assert_eq!(enum_of(&schema, "challenge"), challenges);
-        assert_eq!(schema["properties"]["schema_version"]["const"], SCHEMA_VERSION);
+        assert_eq!(
+            schema["properties"]["schema_version"]["const"],
+            SCHEMA_VERSION
+        );
     }
 
     /// A measured window of `statuses`, `expected` of them judged as expected.
@@ -877,7 +884,10 @@ mod tests {
                 .unwrap()
         };
         let gap = row("policy", forged);
-        assert_eq!((gap.verdict, gap.leaked, gap.known_gap), (Verdict::Gap, 3, None));
+        assert_eq!(
+            (gap.verdict, gap.leaked, gap.known_gap),
+            (Verdict::Gap, 3, None)
+        );
         assert_eq!(gap.must_strip, Some("x-jwt-sub"));
         assert_eq!(row("policy", admin).verdict, Verdict::Pass);
         // Not run on jwt: a row that says so.
@@ -891,7 +901,10 @@ mod tests {
         assert_eq!(report.exit_code(), exit::SECURITY_GAP);
 
         let text = report.text();
-        assert!(text.contains("GAP (x-jwt-sub reached the backend 3×)"), "{text}");
+        assert!(
+            text.contains("GAP (x-jwt-sub reached the backend 3×)"),
+            "{text}"
+        );
         assert!(text.contains("admit, strip x-jwt-sub"), "{text}");
         assert!(
             text.contains(
@@ -900,11 +913,18 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(report.markdown().contains("| policy | policy-public-forged-identity |"));
+        assert!(
+            report
+                .markdown()
+                .contains("| policy | policy-public-forged-identity |")
+        );
 
         let json = serde_json::to_value(&report).unwrap();
         let validator = jsonschema::validator_for(&schema()).unwrap();
-        let errors: Vec<String> = validator.iter_errors(&json).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&json)
+            .map(|e| e.to_string())
+            .collect();
         assert!(errors.is_empty(), "{errors:#?}");
     }
 
@@ -957,8 +977,8 @@ mod tests {
     fn policy_verdicts_and_exit_codes() {
         let scenarios: Vec<Scenario> = POLICY_SCENARIOS.iter().map(Scenario::Policy).collect();
         let as_expected = |scenario: Scenario| {
-            let status = scenario::expectation(scenario::profile("policy").unwrap(), scenario)
-                .status;
+            let status =
+                scenario::expectation(scenario::profile("policy").unwrap(), scenario).status;
             cell("policy", scenario, &[(status, 10)], 10)
         };
         let report = Report::new(
@@ -968,12 +988,18 @@ mod tests {
         assert!(report.verdicts.iter().all(|r| r.verdict == Verdict::Pass));
         assert_eq!(report.exit_code(), exit::OK);
 
-        let mut refused = scenarios.iter().map(|s| as_expected(*s)).collect::<Vec<_>>();
+        let mut refused = scenarios
+            .iter()
+            .map(|s| as_expected(*s))
+            .collect::<Vec<_>>();
         refused[5] = cell("policy", policy("admin-with-role"), &[(403, 10)], 0);
         let report = Report::new(settings(&["policy"], &scenarios), refused);
         assert_eq!(report.exit_code(), exit::FAILURE);
 
-        let mut admitted = scenarios.iter().map(|s| as_expected(*s)).collect::<Vec<_>>();
+        let mut admitted = scenarios
+            .iter()
+            .map(|s| as_expected(*s))
+            .collect::<Vec<_>>();
         admitted[4] = cell("policy", policy("admin-without-role"), &[(200, 10)], 0);
         let report = Report::new(settings(&["policy"], &scenarios), admitted);
         assert_eq!(report.exit_code(), exit::SECURITY_GAP);

@@ -518,9 +518,8 @@ impl Classifier for ExpectationClassifier {
         let challenge = headers
             .get(hyper::header::WWW_AUTHENTICATE)
             .and_then(|value| value.to_str().ok());
-        let error = |code: &str| {
-            challenge.is_some_and(|c| c.starts_with("Bearer") && c.contains(code))
-        };
+        let error =
+            |code: &str| challenge.is_some_and(|c| c.starts_with("Bearer") && c.contains(code));
         let challenge_matches = match self.expectation.challenge {
             Challenge::None => true,
             Challenge::Bare => {
@@ -675,8 +674,20 @@ mod tests {
     fn policy_expectations() {
         let gateway = profile("policy").unwrap();
         let cases = [
-            ("public-no-token", "/health", 200, Challenge::None, Secure::Admit),
-            ("api-no-token", API_PATH, 401, Challenge::Bare, Secure::Refuse),
+            (
+                "public-no-token",
+                "/health",
+                200,
+                Challenge::None,
+                Secure::Admit,
+            ),
+            (
+                "api-no-token",
+                API_PATH,
+                401,
+                Challenge::Bare,
+                Secure::Refuse,
+            ),
             ("api-partner", API_PATH, 200, Challenge::None, Secure::Admit),
             (
                 "admin-partner",
@@ -726,10 +737,16 @@ mod tests {
         let forged = expectation(gateway, policy("public-forged-identity"));
         assert_eq!(forged.must_strip, Some("x-jwt-sub"));
         assert_eq!(
-            policy("public-forged-identity").request().unwrap().forged_header,
+            policy("public-forged-identity")
+                .request()
+                .unwrap()
+                .forged_header,
             Some(("x-jwt-sub", "admin"))
         );
-        assert_eq!(policy("api-cross-realm").token_kind(), Some(TokenKind::CrossRealm));
+        assert_eq!(
+            policy("api-cross-realm").token_kind(),
+            Some(TokenKind::CrossRealm)
+        );
     }
 
     #[test]
@@ -792,7 +809,10 @@ mod tests {
         )]);
         assert_eq!(without_role.classify(403, &scope), Outcome::Expected);
         assert_eq!(without_role.classify(403, &invalid), Outcome::Unexpected);
-        assert_eq!(without_role.classify(403, &headers(&[])), Outcome::Unexpected);
+        assert_eq!(
+            without_role.classify(403, &headers(&[])),
+            Outcome::Unexpected
+        );
         assert_eq!(without_role.classify(401, &scope), Outcome::Unexpected);
     }
 
@@ -800,10 +820,7 @@ mod tests {
     #[test]
     fn classifier_catches_a_forged_header_that_reached_the_backend() {
         let classifier = ExpectationClassifier {
-            expectation: expectation(
-                profile("policy").unwrap(),
-                policy("public-forged-identity"),
-            ),
+            expectation: expectation(profile("policy").unwrap(), policy("public-forged-identity")),
         };
         let cases: [(u16, &[(&str, &str)], Outcome); 7] = [
             (200, &[], Outcome::Expected),

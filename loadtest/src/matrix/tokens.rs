@@ -238,10 +238,12 @@ async fn mint_users(client: &KeycloakClient, user: User, count: usize) -> Result
         .password_grant(who.id, who.secret, user.username, user.password)
         .await
         .with_context(|| format!("password grant for {}", user.username))?;
-    let refresh_token = first
-        .refresh_token
-        .clone()
-        .ok_or_else(|| anyhow!("the password grant for {} had no refresh token", user.username))?;
+    let refresh_token = first.refresh_token.clone().ok_or_else(|| {
+        anyhow!(
+            "the password grant for {} had no refresh token",
+            user.username
+        )
+    })?;
     let mut rest = mint_many(count.saturating_sub(1), user.username, || {
         let client = client.clone();
         let refresh_token = refresh_token.clone();
@@ -335,7 +337,10 @@ mod tests {
         assert_eq!(claims["iss"], "http://kc/realms/a");
         assert_eq!(claims["sub"], "x");
         assert_eq!(with_issuer("not-a-jwt", "x"), None);
-        let no_iss = format!("{header}.{}.c2ln", URL_SAFE_NO_PAD.encode(br#"{"sub":"x"}"#));
+        let no_iss = format!(
+            "{header}.{}.c2ln",
+            URL_SAFE_NO_PAD.encode(br#"{"sub":"x"}"#)
+        );
         assert_eq!(with_issuer(&no_iss, "x"), None);
     }
 }
