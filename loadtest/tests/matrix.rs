@@ -219,7 +219,8 @@ fn short_matrix_against_the_native_stack() -> Result<()> {
 
     let markdown = std::fs::read_to_string(out.join("report.md"))?;
     ensure!(
-        markdown.contains("## Security verdicts") && markdown.contains("| jwt-no-exp | expired |")
+        markdown.contains("## Security verdicts")
+            && markdown.contains("| jwt-no-exp | api-expired |")
     );
     for chart in [
         "outcomes.svg",
