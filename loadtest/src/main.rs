@@ -33,7 +33,7 @@ enum Command {
     ///
     /// Exit codes: 0 all verdicts as expected; 2 a security GAP on a gateway not known to be
     /// insecure; 3 invalid run (the driver could not keep the schedule); 1 other failure.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Start Keycloak, the backend and Envoy with the given gateways on free 127.0.0.1
     /// ports; print the URLs; tear everything down on Ctrl-C.
     Up {
@@ -182,7 +182,7 @@ enum Profile {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => return run(args),
+        Command::Run(args) => return run(*args),
         Command::Up {
             gateway,
             envoy_workers,
@@ -397,7 +397,7 @@ mod tests {
     fn run_args(argv: &[&str]) -> RunArgs {
         let cli = Cli::try_parse_from(["loadtest", "run"].iter().chain(argv)).unwrap();
         match cli.command {
-            Command::Run(args) => args,
+            Command::Run(args) => *args,
             _ => unreachable!(),
         }
     }

@@ -816,13 +816,16 @@ mod tests {
         assert_eq!(without_role.classify(401, &scope), Outcome::Unexpected);
     }
 
+    /// A status, the response headers, and how the classifier must judge them.
+    type ClassifierCase<'a> = (u16, &'a [(&'a str, &'a str)], Outcome);
+
     /// The forged header is judged on what the backend says it received.
     #[test]
     fn classifier_catches_a_forged_header_that_reached_the_backend() {
         let classifier = ExpectationClassifier {
             expectation: expectation(profile("policy").unwrap(), policy("public-forged-identity")),
         };
-        let cases: [(u16, &[(&str, &str)], Outcome); 7] = [
+        let cases: [ClassifierCase; 7] = [
             (200, &[], Outcome::Expected),
             (
                 200,
