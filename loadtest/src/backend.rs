@@ -1,7 +1,9 @@
 //! The upstream JSON API that Envoy routes to in tests and load runs.
 //!
 //! It answers every method and path with 200 and echoes the identity headers
-//! it received, so tests can see what the gateway forwarded or stripped.
+//! it received, so tests can see what the gateway forwarded or stripped: their values in
+//! the JSON body, their names in the response header [`IDENTITY_HEADERS_RECEIVED`] (what the
+//! load driver reads: it judges statuses and headers, never bodies).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -44,6 +46,10 @@ pub async fn serve(listener: TcpListener) -> Result<()> {
         });
     }
 }
+
+/// Response header listing, comma-separated and sorted, the names of the
+/// identity headers that reached the backend; absent when none did.
+pub const IDENTITY_HEADERS_RECEIVED: &str = "x-backend-identity-headers";
 
 /// Whether a request header is echoed back under `identity`.
 pub fn is_identity_header(name: &str) -> bool {
@@ -88,9 +94,15 @@ async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
         "identity": identity,
     });
     let mut response = Response::new(Full::new(Bytes::from(reply.to_string())));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if !identity.is_empty() {
+        let names: Vec<&str> = identity.keys().map(String::as_str).collect();
+        // Header names are tokens, so their list is always a valid header value.
+        if let Ok(value) = HeaderValue::from_str(&names.join(",")) {
+            headers.insert(IDENTITY_HEADERS_RECEIVED, value);
+        }
+    }
     Ok(response)
 }
 

@@ -33,7 +33,7 @@ enum Command {
     ///
     /// Exit codes: 0 all verdicts as expected; 2 a security GAP on a gateway not known to be
     /// insecure; 3 invalid run (the driver could not keep the schedule); 1 other failure.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Start Keycloak, the backend and Envoy with the given gateways on free 127.0.0.1
     /// ports; print the URLs; tear everything down on Ctrl-C.
     Up {
@@ -82,40 +82,52 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Gateways to test, comma-separated (templates in envoy/).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "no-auth,native-jwt,jwt,jwt-no-exp,introspect,hybrid"
-    )]
+    /// What to run: `default` (every gateway × token kind at 100, 500 and 1000 req/s in short
+    /// cells; Keycloak's own scenarios at a rate the IdP sustains), `quick` (100 req/s only, a
+    /// first look), `full` (every scenario at every rate, 5-second cells). The flags below
+    /// change the profile's settings.
+    #[arg(long, value_enum, default_value_t = matrix::Profile::Default)]
+    profile: matrix::Profile,
+    /// Gateways to test, comma-separated (templates in envoy/). Default: all.
+    #[arg(long, value_delimiter = ',')]
     gateways: Vec<String>,
     /// Scenarios, comma-separated: generate-token, introspect-valid, introspect-expired,
     /// introspect-invalid, api-valid, api-expired, api-invalid-signature, api-malformed,
-    /// api-missing, api-revoked, api-alg-none, api-wrong-audience. Default: all.
+    /// api-missing, api-revoked, api-alg-none, api-wrong-audience, and on the policy gateway
+    /// only policy-public-no-token, policy-api-no-token, policy-api-partner,
+    /// policy-admin-partner, policy-admin-without-role, policy-admin-with-role,
+    /// policy-api-cross-realm, policy-public-forged-identity. Default: all.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
-    /// Target rates in requests per second, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "100,500,1000")]
+    /// Target rates of the API scenarios in requests per second, comma-separated; the policy
+    /// scenarios too unless --policy-rates says otherwise.
+    #[arg(long, value_delimiter = ',')]
     rates: Vec<f64>,
+    /// Rates of the policy scenarios.
+    #[arg(long, value_delimiter = ',')]
+    policy_rates: Vec<f64>,
+    /// Rates of the scenarios at Keycloak (generate-token, introspect-*).
+    #[arg(long, value_delimiter = ',')]
+    idp_rates: Vec<f64>,
     /// Measured seconds per cell.
-    #[arg(long, default_value_t = 5.0)]
-    duration: f64,
+    #[arg(long)]
+    duration: Option<f64>,
     /// Warm-up seconds per cell (same rate, not measured).
-    #[arg(long, default_value_t = 1.0)]
-    warmup: f64,
+    #[arg(long)]
+    warmup: Option<f64>,
     /// Distinct tokens per token kind.
-    #[arg(long, default_value_t = 50)]
-    pool_size: usize,
+    #[arg(long)]
+    pool_size: Option<usize>,
     /// Driver threads (each a current-thread runtime with its own connections).
-    #[arg(long, default_value_t = 1)]
-    driver_threads: usize,
+    #[arg(long)]
+    driver_threads: Option<usize>,
     /// Connections (= requests in flight) the driver may open per cell.
-    #[arg(long, default_value_t = loadtest::driver::DEFAULT_MAX_IN_FLIGHT)]
-    max_in_flight: usize,
+    #[arg(long)]
+    max_in_flight: Option<usize>,
     /// Envoy worker threads per gateway.
-    #[arg(long, default_value_t = 1)]
-    envoy_workers: u32,
-    /// Where report.json, report.md and the charts go.
+    #[arg(long)]
+    envoy_workers: Option<u32>,
+    /// Where report.json, report.md, report.html and the charts go.
     #[arg(long, default_value = "out")]
     out: PathBuf,
     /// Drive an already running gateway (e.g. the compose stack) at this URL instead of
@@ -170,7 +182,7 @@ enum Profile {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => return run(args),
+        Command::Run(args) => return run(*args),
         Command::Up {
             gateway,
             envoy_workers,
@@ -222,9 +234,12 @@ fn run(args: RunArgs) -> ExitCode {
     }
 }
 
-fn run_matrix(args: RunArgs) -> Result<u8> {
-    let mut config = MatrixConfig::default_matrix(args.out.clone());
-    config.gateways = args.gateways.clone();
+/// The profile's matrix, changed by the flags given.
+fn matrix_config(args: &RunArgs) -> Result<MatrixConfig> {
+    let mut config = MatrixConfig::for_profile(args.profile, args.out.clone());
+    if !args.gateways.is_empty() {
+        config.gateways = args.gateways.clone();
+    }
     if !args.scenarios.is_empty() {
         config.scenarios = args
             .scenarios
@@ -234,13 +249,24 @@ fn run_matrix(args: RunArgs) -> Result<u8> {
             })
             .collect::<Result<_>>()?;
     }
-    config.rates = args.rates.clone();
-    config.duration = Duration::from_secs_f64(args.duration);
-    config.warmup = Duration::from_secs_f64(args.warmup);
-    config.pool_size = args.pool_size;
-    config.driver_threads = args.driver_threads;
-    config.max_in_flight = args.max_in_flight;
-    config.envoy_workers = args.envoy_workers;
+    if !args.rates.is_empty() {
+        config.rates = args.rates.clone();
+        config.policy_rates = args.rates.clone();
+    }
+    if !args.policy_rates.is_empty() {
+        config.policy_rates = args.policy_rates.clone();
+    }
+    if !args.idp_rates.is_empty() {
+        config.idp_rates = args.idp_rates.clone();
+    }
+    let seconds =
+        |value: Option<f64>, default: Duration| value.map_or(default, Duration::from_secs_f64);
+    config.duration = seconds(args.duration, config.duration);
+    config.warmup = seconds(args.warmup, config.warmup);
+    config.pool_size = args.pool_size.unwrap_or(config.pool_size);
+    config.driver_threads = args.driver_threads.unwrap_or(config.driver_threads);
+    config.max_in_flight = args.max_in_flight.unwrap_or(config.max_in_flight);
+    config.envoy_workers = args.envoy_workers.unwrap_or(config.envoy_workers);
     config.progress = !args.no_progress;
     config.patches = args.patches.clone();
     if let (Some(url), Some(gateway), Some(keycloak)) =
@@ -252,6 +278,11 @@ fn run_matrix(args: RunArgs) -> Result<u8> {
             keycloak_url: keycloak.clone(),
         });
     }
+    Ok(config)
+}
+
+fn run_matrix(args: RunArgs) -> Result<u8> {
+    let config = matrix_config(&args)?;
     if args.find_max {
         let report = findmax::run(&FindMaxConfig {
             start_rate: args.start_rate,
@@ -357,4 +388,56 @@ fn render_templates(
         println!("{}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(argv: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(["loadtest", "run"].iter().chain(argv)).unwrap();
+        match cli.command {
+            Command::Run(args) => *args,
+            _ => unreachable!(),
+        }
+    }
+
+    /// The CLI's defaults are the profile's: `loadtest run` with no flags is the default
+    /// matrix, `--profile full` today's whole matrix.
+    #[test]
+    fn no_flags_yield_the_profile_s_matrix() {
+        for (argv, profile) in [
+            (&[][..], matrix::Profile::Default),
+            (&["--profile", "quick"][..], matrix::Profile::Quick),
+            (&["--profile", "full"][..], matrix::Profile::Full),
+        ] {
+            let config = matrix_config(&run_args(argv)).unwrap();
+            let mut expected = MatrixConfig::for_profile(profile, PathBuf::from("out"));
+            expected.progress = true;
+            assert_eq!(config, expected, "{argv:?}");
+        }
+        assert_eq!(
+            MatrixConfig::default_matrix(PathBuf::from("out")),
+            MatrixConfig::for_profile(matrix::Profile::Full, PathBuf::from("out"))
+        );
+    }
+
+    #[test]
+    fn flags_change_the_profile_s_settings() {
+        let config = matrix_config(&run_args(&[
+            "--rates",
+            "20,100",
+            "--duration",
+            "1",
+            "--gateways",
+            "jwt",
+        ]))
+        .unwrap();
+        assert_eq!(config.profile, matrix::Profile::Default);
+        assert_eq!(config.rates, vec![20.0, 100.0]);
+        assert_eq!(config.policy_rates, vec![20.0, 100.0]);
+        assert_eq!(config.idp_rates, vec![matrix::IDP_RATE]);
+        assert_eq!(config.duration, Duration::from_secs(1));
+        assert_eq!(config.gateways, vec!["jwt".to_owned()]);
+    }
 }

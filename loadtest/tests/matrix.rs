@@ -39,18 +39,25 @@ fn read_report(out: &Path) -> Result<Value> {
     Ok(report)
 }
 
+/// The verdict row of `gateway` for `scenario`: a policy scenario by its name
+/// (`policy-api-partner`), an API scenario by its token kind (`expired` for `api-expired`).
 fn verdict(
     report: &Value,
     gateway: &str,
-    kind: &str,
+    scenario: &str,
 ) -> Result<(String, Option<String>, Option<String>)> {
+    let name = if scenario.starts_with("policy-") {
+        scenario.to_owned()
+    } else {
+        format!("api-{scenario}")
+    };
     let row = report["verdicts"]
         .as_array()
         .and_then(|rows| {
             rows.iter()
-                .find(|row| row["gateway"] == gateway && row["token_kind"] == kind)
+                .find(|row| row["gateway"] == gateway && row["scenario"] == name.as_str())
         })
-        .with_context(|| format!("no verdict for {gateway} / {kind}"))?;
+        .with_context(|| format!("no verdict for {gateway} / {name}"))?;
     Ok((
         row["verdict"].as_str().unwrap_or_default().to_owned(),
         row["known_gap"].as_str().map(str::to_owned),
@@ -69,6 +76,8 @@ fn short_matrix_against_the_native_stack() -> Result<()> {
         .args([
             "--rates",
             "20,100",
+            "--idp-rates",
+            "20",
             "--duration",
             "1",
             "--warmup",
@@ -90,7 +99,9 @@ fn short_matrix_against_the_native_stack() -> Result<()> {
     let report = read_report(&out)?;
     ensure!(report["summary"]["exit_code"] == code);
     ensure!(report["summary"]["unexpected_gaps"] == 0);
-    ensure!(report["cells"].as_array().map(Vec::len) == Some(2 * (4 + 6 * 8)));
+    // Per rate: 8 API scenarios on each of 7 gateways, and the 8 policy scenarios on the
+    // policy gateway only; the 4 at Keycloak at their one rate.
+    ensure!(report["cells"].as_array().map(Vec::len) == Some(2 * (7 * 8 + 8) + 4));
 
     // The seed's finding, reproduced on purpose and flagged as known.
     let (v, known, sample) = verdict(&report, "jwt-no-exp", "expired")?;
@@ -109,7 +120,7 @@ fn short_matrix_against_the_native_stack() -> Result<()> {
         );
     }
     // Revocation: a GAP only where validation is local.
-    for gateway in ["native-jwt", "jwt", "jwt-no-exp"] {
+    for gateway in ["native-jwt", "jwt", "jwt-no-exp", "policy"] {
         let (v, known, sample) = verdict(&report, gateway, "revoked")?;
         ensure!(v == "GAP" && known.is_some(), "{gateway} revoked: {v}");
         ensure!(
@@ -125,7 +136,14 @@ fn short_matrix_against_the_native_stack() -> Result<()> {
             "{gateway} revoked"
         );
     }
-    for gateway in ["native-jwt", "jwt", "jwt-no-exp", "introspect", "hybrid"] {
+    for gateway in [
+        "native-jwt",
+        "jwt",
+        "jwt-no-exp",
+        "introspect",
+        "hybrid",
+        "policy",
+    ] {
         for kind in [
             "valid",
             "invalid-signature",
@@ -141,10 +159,68 @@ fn short_matrix_against_the_native_stack() -> Result<()> {
         }
     }
     ensure!(verdict(&report, "no-auth", "expired")?.0 == "NOT_APPLICABLE");
+    ensure!(verdict(&report, "policy", "expired")?.0 == "PASS");
+
+    // The policy gateway against Keycloak's two realms: every scenario answered as its row
+    // says (a FAIL or an unexpected GAP would have made the exit 1 or 2), the forged identity
+    // header stripped, and the policy scenarios not applicable elsewhere.
+    for scenario in [
+        "policy-public-no-token",
+        "policy-api-no-token",
+        "policy-api-partner",
+        "policy-admin-partner",
+        "policy-admin-without-role",
+        "policy-admin-with-role",
+        "policy-api-cross-realm",
+        "policy-public-forged-identity",
+    ] {
+        let (v, known, _) = verdict(&report, "policy", scenario)?;
+        ensure!(v == "PASS" && known.is_none(), "policy {scenario}: {v}");
+        for gateway in ["jwt", "no-auth", "hybrid"] {
+            ensure!(
+                verdict(&report, gateway, scenario)?.0 == "NOT_APPLICABLE",
+                "{gateway} {scenario}"
+            );
+        }
+    }
+    let policy_cells: Vec<&Value> = report["cells"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|cell| cell["gateway"] == "policy")
+        .collect();
+    for cell in &policy_cells {
+        ensure!(
+            cell["leaked"] == 0 && cell["unexpected_pct"] == 0.0,
+            "policy cell {} at {}: {cell}",
+            cell["scenario"],
+            cell["rate"]
+        );
+    }
+    let forged = policy_cells
+        .iter()
+        .find(|cell| cell["scenario"] == "policy-public-forged-identity")
+        .context("no forged-identity cell")?;
+    ensure!(forged["expected"]["must_strip"] == "x-jwt-sub");
+
+    // report.html: self-contained, the write-up's finding first.
+    let html = std::fs::read_to_string(out.join("report.html")).context("report.html")?;
+    let headline = html.find("id=\"headline\"").context("no headline")?;
+    ensure!(
+        html[headline..].contains("<code>jwt-no-exp</code> admitted /api/orders, expired token")
+            && headline
+                < html
+                    .find("id=\"verdict-grid\"")
+                    .context("no verdict grid")?
+            && html.contains("id=\"policy-verdicts\"")
+            && html.contains("<figure class=\"chart\" data-chart=\"latency-api-valid.svg\"><svg"),
+        "report.html"
+    );
 
     let markdown = std::fs::read_to_string(out.join("report.md"))?;
     ensure!(
-        markdown.contains("## Security verdicts") && markdown.contains("| jwt-no-exp | expired |")
+        markdown.contains("## Security verdicts")
+            && markdown.contains("| jwt-no-exp | api-expired |")
     );
     for chart in [
         "outcomes.svg",

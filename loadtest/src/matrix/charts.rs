@@ -1,5 +1,5 @@
 //! SVG charts of a report: latency percentiles against rate per scenario (one line per
-//! gateway), and the outcome of every gateway × token kind.
+//! gateway), and the outcome of every gateway × scenario.
 
 use std::path::Path;
 
@@ -61,7 +61,7 @@ fn latency_chart(report: &Report, scenario: &str, path: &Path) -> Result<()> {
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
         points
     };
-    let max_rate = report.settings.rates.iter().copied().fold(1.0, f64::max);
+    let max_rate = report.settings.all_rates().into_iter().fold(1.0, f64::max);
     let max_ms = report
         .cells
         .iter()
@@ -112,15 +112,23 @@ fn latency_chart(report: &Report, scenario: &str, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A grid: gateways down, token kinds across; each cell coloured by verdict and labelled
-/// with the share of requests admitted.
+/// A grid: gateways down, scenarios across (in the order of the settings); each cell coloured
+/// by verdict and labelled with the share of requests admitted, grey where not applicable.
 fn outcome_grid(report: &Report, path: &Path) -> Result<()> {
-    let mut gateways: Vec<&str> = report.verdicts.iter().map(|v| v.gateway.as_str()).collect();
-    gateways.dedup();
-    let mut kinds: Vec<_> = report.verdicts.iter().map(|v| v.token_kind).collect();
-    kinds.sort_unstable();
-    kinds.dedup();
-    let (cell_w, cell_h, left, top) = (118i32, 44i32, 120i32, 60i32);
+    let mut gateways: Vec<&str> = Vec::new();
+    for verdict in &report.verdicts {
+        if !gateways.contains(&verdict.gateway.as_str()) {
+            gateways.push(&verdict.gateway);
+        }
+    }
+    let kinds: Vec<&str> = report
+        .settings
+        .scenarios
+        .iter()
+        .map(String::as_str)
+        .filter(|name| report.verdicts.iter().any(|v| v.scenario == *name))
+        .collect();
+    let (cell_w, cell_h, left, top) = (140i32, 44i32, 120i32, 76i32);
     let width = (left + cell_w * kinds.len() as i32 + 20).max(400) as u32;
     let height = (top + cell_h * gateways.len() as i32 + 60) as u32;
     let root = SVGBackend::new(path, (width, height)).into_drawing_area();
@@ -135,7 +143,11 @@ fn outcome_grid(report: &Report, path: &Path) -> Result<()> {
     let label = ("sans-serif", 13).into_font();
     for (column, kind) in kinds.iter().enumerate() {
         let x = left + cell_w * column as i32;
-        root.draw(&Text::new(kind.name(), (x + 4, top - 18), label.clone()))
+        // `policy-admin-without-role`: the family on one line, the rest below.
+        let (family, rest) = kind.split_once('-').unwrap_or(("", kind));
+        root.draw(&Text::new(family, (x + 4, top - 34), label.clone()))
+            .map_err(plot_error)?;
+        root.draw(&Text::new(rest, (x + 4, top - 18), label.clone()))
             .map_err(plot_error)?;
     }
     for (row, gateway) in gateways.iter().enumerate() {
@@ -150,7 +162,7 @@ fn outcome_grid(report: &Report, path: &Path) -> Result<()> {
             let Some(verdict) = report
                 .verdicts
                 .iter()
-                .find(|v| v.gateway == *gateway && v.token_kind == *kind)
+                .find(|v| v.gateway == *gateway && v.scenario == *kind)
             else {
                 continue;
             };
@@ -167,10 +179,14 @@ fn outcome_grid(report: &Report, path: &Path) -> Result<()> {
             ))
             .map_err(plot_error)?;
             let total = verdict.actual.values().sum::<u64>().max(1);
-            let text = format!(
-                "{:.0}% admitted",
-                100.0 * verdict.admitted as f64 / total as f64
-            );
+            let text = if verdict.cells == 0 {
+                "n/a".to_owned()
+            } else {
+                format!(
+                    "{:.0}% admitted",
+                    100.0 * verdict.admitted as f64 / total as f64
+                )
+            };
             root.draw(&Text::new(text, (x + 6, y + cell_h / 2 - 8), label.clone()))
                 .map_err(plot_error)?;
         }

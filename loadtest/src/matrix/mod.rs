@@ -4,6 +4,7 @@
 
 pub mod charts;
 pub mod findmax;
+pub mod html;
 pub mod report;
 pub mod scenario;
 pub mod tokens;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use hyper::Method;
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 
 use crate::driver::{
     self, DriverConfig, ExpectStatus, Load, RequestSource, RequestTemplate, RoundRobin, Thresholds,
@@ -23,13 +25,11 @@ use crate::driver::{
 use crate::keycloak::{self, KeycloakClient};
 use crate::stack::{NativeStack, StackOptions};
 use report::{Cell, Report, Settings};
-use scenario::{
-    API_SCENARIOS, ExpectationClassifier, GatewayProfile, KEYCLOAK_SCENARIOS, Scenario, TokenKind,
-};
+use scenario::{ExpectationClassifier, GatewayProfile, GatewayRequest, Scenario, TokenKind};
 use tokens::TokenPools;
 
 /// Where requests go when the matrix drives an already running stack.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExternalTarget {
     /// The gateway's base URL (`http://host:port`).
     pub gateway_url: String,
@@ -39,11 +39,48 @@ pub struct ExternalTarget {
     pub keycloak_url: String,
 }
 
-#[derive(Debug, Clone)]
+/// What `loadtest run` runs when no flag says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// The write-up's experiment: every gateway × token kind at 100, 500 and 1000 req/s in
+    /// short cells, the policy scenarios at 100 req/s, Keycloak's own scenarios (token
+    /// generation, introspection) at a rate a 2-core IdP sustains next to the gateways.
+    #[default]
+    Default,
+    /// A first look: every gateway × token kind at 100 req/s only.
+    Quick,
+    /// Every scenario at every rate in 5-second cells, Keycloak's scenarios included.
+    Full,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Default => "default",
+            Profile::Quick => "quick",
+            Profile::Full => "full",
+        }
+    }
+}
+
+/// What Keycloak's own scenarios (token generation, introspection) are driven at outside the
+/// full profile: a rate the IdP sustains on 2 cores while the gateways' Envoys share them. At
+/// 500 and 1000 req/s token generation keeps Keycloak signing on both cores and starves the
+/// driver; the write-up generated tokens once per thread (5–6 tokens/s).
+pub const IDP_RATE: f64 = 10.0;
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct MatrixConfig {
+    pub profile: Profile,
     pub gateways: Vec<String>,
     pub scenarios: Vec<Scenario>,
+    /// Rates of the API scenarios (`api-*`).
     pub rates: Vec<f64>,
+    /// Rates of the policy scenarios (`policy-*`).
+    pub policy_rates: Vec<f64>,
+    /// Rates of the scenarios at Keycloak (its cost, not a gateway's).
+    pub idp_rates: Vec<f64>,
     pub warmup: Duration,
     pub duration: Duration,
     pub pool_size: usize,
@@ -59,22 +96,57 @@ pub struct MatrixConfig {
 }
 
 impl MatrixConfig {
-    /// The seed's matrix and more: every gateway and scenario at 100, 500 and 1000 req/s.
-    pub fn default_matrix(out: PathBuf) -> MatrixConfig {
+    /// The matrix of `profile`: the one place the CLI's defaults live.
+    ///
+    /// Cell lengths, from the budget: the default profile's 180 cells (56 API cells per rate,
+    /// 8 policy and 4 Keycloak cells) must fit 5 minutes on 2 cores with the stack's start,
+    /// which leaves about 1.2 s per cell. 0.25 s of warm-up opens the connections and fills
+    /// the gateway's caches; the 1 s measured gives 100, 500 and 1000 samples at 100, 500 and
+    /// 1000 req/s, so p99 rests on the slowest 1, 5 and 10 requests (p50 and p90 on many
+    /// more). `--duration` buys a steadier p99 at 100 req/s; the full profile's 5 s cells are
+    /// today's matrix.
+    pub fn for_profile(profile: Profile, out: PathBuf) -> MatrixConfig {
+        let seconds = Duration::from_secs_f64;
+        let all_rates = vec![100.0, 500.0, 1000.0];
+        let (rates, policy_rates, idp_rates, warmup, duration, pool_size) = match profile {
+            Profile::Default => (
+                all_rates,
+                vec![100.0],
+                vec![IDP_RATE],
+                seconds(0.25),
+                seconds(1.0),
+                20,
+            ),
+            Profile::Quick => (
+                vec![100.0],
+                vec![100.0],
+                vec![IDP_RATE],
+                seconds(0.2),
+                seconds(0.5),
+                5,
+            ),
+            Profile::Full => (
+                all_rates.clone(),
+                all_rates.clone(),
+                all_rates,
+                seconds(1.0),
+                seconds(5.0),
+                50,
+            ),
+        };
         MatrixConfig {
+            profile,
             gateways: scenario::GATEWAYS
                 .iter()
                 .map(|g| g.name.to_owned())
                 .collect(),
-            scenarios: KEYCLOAK_SCENARIOS
-                .iter()
-                .chain(API_SCENARIOS.iter())
-                .copied()
-                .collect(),
-            rates: vec![100.0, 500.0, 1000.0],
-            warmup: Duration::from_secs(1),
-            duration: Duration::from_secs(5),
-            pool_size: 50,
+            scenarios: Scenario::all().collect(),
+            rates,
+            policy_rates,
+            idp_rates,
+            warmup,
+            duration,
+            pool_size,
             driver_threads: 1,
             max_in_flight: driver::DEFAULT_MAX_IN_FLIGHT,
             envoy_workers: 1,
@@ -84,6 +156,38 @@ impl MatrixConfig {
             progress: true,
         }
     }
+
+    /// Today's whole matrix: every gateway and scenario at 100, 500 and 1000 req/s (the
+    /// policy scenarios on the policy gateway).
+    pub fn default_matrix(out: PathBuf) -> MatrixConfig {
+        MatrixConfig::for_profile(Profile::Full, out)
+    }
+
+    /// The rates `scenario` is driven at.
+    pub fn rates_for(&self, scenario: Scenario) -> &[f64] {
+        match scenario {
+            Scenario::Api(_) => &self.rates,
+            Scenario::Policy(_) => &self.policy_rates,
+            _ => &self.idp_rates,
+        }
+    }
+
+    /// Every rate some scenario is driven at, ascending.
+    pub fn all_rates(&self) -> Vec<f64> {
+        union_of_rates(
+            self.scenarios
+                .iter()
+                .flat_map(|scenario| self.rates_for(*scenario).iter().copied()),
+        )
+    }
+}
+
+/// The distinct rates of `rates`, ascending.
+pub fn union_of_rates(rates: impl IntoIterator<Item = f64>) -> Vec<f64> {
+    let mut all: Vec<f64> = rates.into_iter().collect();
+    all.sort_by(f64::total_cmp);
+    all.dedup();
+    all
 }
 
 /// A running gateway the matrix sends to.
@@ -161,39 +265,59 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
     let client = KeycloakClient::new(&keycloak_url);
 
     eprintln!("minting token pools ({} per kind) ...", config.pool_size);
-    let mut pools = runtime.block_on(TokenPools::mint(client.clone(), config.pool_size))?;
+    let policy_cells = config.scenarios.iter().any(|scenario| {
+        matches!(scenario, Scenario::Policy(_))
+            && gateways
+                .iter()
+                .any(|g| scenario::runs_on(g.profile, *scenario))
+    });
+    let partner =
+        policy_cells.then(|| KeycloakClient::for_realm(&keycloak_url, keycloak::PARTNER_REALM));
+    let mut pools = runtime.block_on(TokenPools::mint_with_policy(
+        client.clone(),
+        partner,
+        config.pool_size,
+    ))?;
     runtime.block_on(wait_until_admitted(&gateways, &pools))?;
 
-    let keycloak_cells = config
+    let total: usize = config
         .scenarios
         .iter()
-        .filter(|s| !s.through_gateway())
-        .count();
-    let api_cells = config
-        .scenarios
-        .iter()
-        .filter(|s| s.through_gateway())
-        .count()
-        * gateways.len();
-    let total = (keycloak_cells + api_cells) * config.rates.len();
+        .map(|s| {
+            let targets = if s.through_gateway() {
+                gateways
+                    .iter()
+                    .filter(|g| scenario::runs_on(g.profile, *s))
+                    .count()
+            } else {
+                1
+            };
+            targets * config.rates_for(*s).len()
+        })
+        .sum();
     let progress = progress_bar(config.progress, total as u64);
     let mut cells = Vec::with_capacity(total);
-    for rate in &config.rates {
+    for rate in &config.all_rates() {
         for scenario in &config.scenarios {
+            if !config.rates_for(*scenario).contains(rate) {
+                continue;
+            }
             let kind = match scenario {
-                Scenario::Api(kind) => Some(*kind),
                 Scenario::IntrospectExpired => Some(TokenKind::Expired),
-                _ => None,
+                _ => scenario.token_kind(),
             };
             runtime.block_on(pools.ready_for(kind, config.warmup + config.duration))?;
             if scenario.through_gateway() {
                 for gateway in &gateways {
+                    if !scenario::runs_on(gateway.profile, *scenario) {
+                        continue;
+                    }
                     progress.set_message(format!(
                         "{rate} req/s  {}  {}",
                         scenario.name(),
                         gateway.name
                     ));
-                    cells.push(run_api_cell(config, *rate, *scenario, gateway, &pools)?);
+                    cells.push(run_gateway_cell(config, *rate, *scenario, gateway, &pools)?);
                     progress.inc(1);
                 }
             } else {
@@ -224,47 +348,68 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
     Ok(report)
 }
 
-/// For every GAP, one more request with a recognisable id, to point at in the gateway's log.
+/// For every GAP, one more request with a recognisable id, to point at in the gateway's log;
+/// what it showed becomes the row's sample.
 async fn probe_gaps(
     report: &mut Report,
     gateways: &[GatewayTarget],
     pools: &mut TokenPools,
 ) -> Result<()> {
-    let gaps: Vec<(String, TokenKind)> = report
+    let gaps: Vec<(String, String)> = report
         .verdicts
         .iter()
         .filter(|row| row.verdict == scenario::Verdict::Gap)
-        .map(|row| (row.gateway.clone(), row.token_kind))
+        .map(|row| (row.gateway.clone(), row.scenario.clone()))
         .collect();
-    for (gateway_name, kind) in gaps {
-        let Some(gateway) = gateways.iter().find(|g| g.name == gateway_name) else {
+    for (gateway_name, scenario_name) in gaps {
+        let (Some(gateway), Some(request)) = (
+            gateways.iter().find(|g| g.name == gateway_name),
+            Scenario::parse(&scenario_name).and_then(Scenario::request),
+        ) else {
             continue;
         };
         // A long run outlives the pools it started with: a revoked token that has expired
         // since would be refused as expired, and the probe would not show the gap.
-        pools.ready_for(Some(kind), Duration::from_secs(1)).await?;
-        let tokens = pools.tokens(kind);
-        let Some(token) = tokens.first() else {
+        pools
+            .ready_for(Some(request.token), Duration::from_secs(1))
+            .await?;
+        let tokens = pools.tokens(request.token);
+        let token = tokens.first();
+        if token.is_none() && request.token != TokenKind::Missing {
             continue;
-        };
-        let request_id = format!("{gateway_name}.api-{}.gap-probe", kind.name());
-        let bearer = format!("Bearer {token}");
-        let url = format!("http://{}/api/orders", gateway.host);
-        let response = crate::http::get(
-            &url,
-            &[
-                ("authorization", &bearer),
-                (driver::REQUEST_ID_HEADER, &request_id),
-            ],
-        )
-        .await?;
-        report.set_sample(
-            &gateway_name,
-            kind,
-            format!("{request_id} → {}", response.status),
-        );
+        }
+        let request_id = format!("{gateway_name}.{scenario_name}.gap-probe");
+        let headers = request_headers(&request, token.map(String::as_str));
+        let mut headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        headers.push((driver::REQUEST_ID_HEADER, &request_id));
+        let url = format!("http://{}{}", gateway.host, request.path);
+        let response = crate::http::get(&url, &headers).await?;
+        let mut sample = format!("{request_id} → {}", response.status);
+        if let Some((name, _)) = request.forged_header {
+            let received = response.header_all(crate::backend::IDENTITY_HEADERS_RECEIVED);
+            if scenario::lists_header(received, name) {
+                sample.push_str(&format!(", {name} reached the backend"));
+            }
+        }
+        report.set_sample(&gateway_name, &scenario_name, sample);
     }
     Ok(())
+}
+
+/// The headers a gateway scenario's request carries besides `host`: the bearer token when
+/// there is one, and the forged identity header.
+fn request_headers(request: &GatewayRequest, token: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut headers = Vec::new();
+    if let Some(token) = token {
+        headers.push(("authorization", format!("Bearer {token}")));
+    }
+    if let Some((name, value)) = request.forged_header {
+        headers.push((name, value.to_owned()));
+    }
+    headers
 }
 
 fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
@@ -294,31 +439,39 @@ pub fn resolve(url: &str) -> Result<(SocketAddr, String)> {
     Ok((addr, authority.to_owned()))
 }
 
-/// Gateways fetch keys at start: wait until each admits a valid token.
+/// Gateways fetch keys at start: wait until each admits a valid token, and a gateway with the
+/// policy routes a realm B token too (its keys come through discovery, fetched apart).
 async fn wait_until_admitted(gateways: &[GatewayTarget], pools: &TokenPools) -> Result<()> {
-    let tokens = pools.tokens(TokenKind::Valid);
-    let token = tokens
-        .first()
-        .ok_or_else(|| anyhow!("no valid token minted"))?;
-    let bearer = format!("Bearer {token}");
     for gateway in gateways {
-        let url = format!("http://{}/api/ready", gateway.host);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let status = crate::http::get(&url, &[("authorization", &bearer)])
-                .await
-                .map(|r| r.status)
-                .unwrap_or(0);
-            if status == 200 {
-                break;
+        let mut kinds = vec![TokenKind::Valid];
+        if gateway.profile.policy_routes && pools.has_policy() {
+            kinds.push(TokenKind::Partner);
+        }
+        for kind in kinds {
+            let tokens = pools.tokens(kind);
+            let token = tokens
+                .first()
+                .ok_or_else(|| anyhow!("no {} token minted", kind.name()))?;
+            let bearer = format!("Bearer {token}");
+            let url = format!("http://{}/api/ready", gateway.host);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let status = crate::http::get(&url, &[("authorization", &bearer)])
+                    .await
+                    .map(|r| r.status)
+                    .unwrap_or(0);
+                if status == 200 {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    bail!(
+                        "gateway {} never admitted a {} token (last status {status})",
+                        gateway.name,
+                        kind.name()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "gateway {} never admitted a valid token (last status {status})",
-                    gateway.name
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
     Ok(())
@@ -347,28 +500,34 @@ fn cell_label(gateway: &str, scenario: Scenario, rate: f64) -> String {
     format!("{gateway}.{}.r{}", scenario.name(), rate.round() as u64)
 }
 
-fn run_api_cell(
+fn run_gateway_cell(
     config: &MatrixConfig,
     rate: f64,
     scenario: Scenario,
     gateway: &GatewayTarget,
     pools: &TokenPools,
 ) -> Result<Cell> {
-    let Scenario::Api(kind) = scenario else {
-        bail!("{} is not a gateway scenario", scenario.name());
+    let request = scenario
+        .request()
+        .ok_or_else(|| anyhow!("{} is not a gateway scenario", scenario.name()))?;
+    let tokens = pools.tokens(request.token);
+    if tokens.is_empty() && request.token != TokenKind::Missing {
+        bail!("no {} tokens minted", request.token.name());
+    }
+    let tokens: Vec<Option<&str>> = if tokens.is_empty() {
+        vec![None]
+    } else {
+        tokens.iter().map(|t| Some(t.as_str())).collect()
     };
     let mut templates = Vec::new();
-    let tokens = pools.tokens(kind);
-    if tokens.is_empty() {
-        templates.push(RequestTemplate::get("/api/orders")?);
-    }
     for token in tokens {
-        templates.push(
-            RequestTemplate::get("/api/orders")?
-                .header("authorization", &format!("Bearer {token}"))?,
-        );
+        let mut template = RequestTemplate::get(request.path)?;
+        for (name, value) in request_headers(&request, token) {
+            template = template.header(name, &value)?;
+        }
+        templates.push(template);
     }
-    let expectation = scenario::expectation(gateway.profile, kind);
+    let expectation = scenario::expectation(gateway.profile, scenario);
     let classifier = ExpectationClassifier {
         expectation: expectation.clone(),
     };
@@ -435,18 +594,16 @@ fn run_keycloak_cell(
                 .collect::<Result<Vec<_>>>()?;
             (templates, Some(kind))
         }
-        Scenario::Api(_) => bail!("{} goes through a gateway", scenario.name()),
+        Scenario::Api(_) | Scenario::Policy(_) => {
+            bail!("{} goes through a gateway", scenario.name())
+        }
     };
     // The driver judges statuses; what introspection answered is checked on a sample.
     let note = match probe_kind {
         Some(kind) => Some(runtime.block_on(probe_introspection(pools, kind))?),
         None => None,
     };
-    let expectation = scenario::Expectation {
-        status: 200,
-        challenge: scenario::Challenge::None,
-        known_gap: None,
-    };
+    let expectation = scenario::Expectation::status(200);
     let label = cell_label("keycloak", scenario, rate);
     let driver = driver_config(config, rate, addr, host, label);
     let source: Arc<dyn RequestSource> = Arc::new(RoundRobin::new(templates)?);

@@ -1,5 +1,10 @@
 //! The matrix report: per-rate performance tables, security verdicts, `report.json`
 //! (schema: `loadtest/report.schema.json`), `report.md`, SVG charts, and the exit code.
+//!
+//! Verdicts are rows of data, one per (gateway, scenario): what the scenario sends, what a
+//! secure gateway does with it, what this one answered, and the verdict. Scenarios that were
+//! not run because they do not apply (the policy scenarios on a gateway without the policy
+//! routes) get a row too, NOT_APPLICABLE with the reason, so a reader sees what was not asked.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,10 +14,13 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::driver::{RunResult, Thresholds};
-use crate::matrix::MatrixConfig;
-use crate::matrix::scenario::{self, Expectation, GatewayProfile, Scenario, TokenKind, Verdict};
+use crate::matrix::scenario::{
+    self, Challenge, Counts, Expectation, GatewayProfile, Scenario, Secure, TokenKind, Verdict,
+};
+use crate::matrix::{MatrixConfig, Profile, union_of_rates};
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: verdicts are per scenario (policy scenarios), with the forged-header count.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Exit codes of `loadtest run`.
 pub mod exit {
@@ -28,9 +36,14 @@ pub mod exit {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
+    pub profile: Profile,
     pub gateways: Vec<String>,
     pub scenarios: Vec<String>,
+    /// Rates of the API scenarios.
     pub rates: Vec<f64>,
+    pub policy_rates: Vec<f64>,
+    /// Rates of the scenarios at Keycloak.
+    pub idp_rates: Vec<f64>,
     pub warmup_secs: f64,
     pub duration_secs: f64,
     pub pool_size: usize,
@@ -46,9 +59,12 @@ pub struct Settings {
 impl Settings {
     pub fn from_config(config: &MatrixConfig, gateways: &[String]) -> Settings {
         Settings {
+            profile: config.profile,
             gateways: gateways.to_vec(),
             scenarios: config.scenarios.iter().map(|s| s.name()).collect(),
             rates: config.rates.clone(),
+            policy_rates: config.policy_rates.clone(),
+            idp_rates: config.idp_rates.clone(),
             warmup_secs: config.warmup.as_secs_f64(),
             duration_secs: config.duration.as_secs_f64(),
             pool_size: config.pool_size,
@@ -58,6 +74,17 @@ impl Settings {
             target: config.target.as_ref().map(|t| t.gateway_url.clone()),
             patches: config.patches.iter().cloned().collect(),
         }
+    }
+
+    /// Every rate a cell may have, ascending.
+    pub fn all_rates(&self) -> Vec<f64> {
+        union_of_rates(
+            self.rates
+                .iter()
+                .chain(&self.policy_rates)
+                .chain(&self.idp_rates)
+                .copied(),
+        )
     }
 }
 
@@ -90,6 +117,9 @@ pub struct Cell {
     pub admitted: u64,
     /// 4xx answers.
     pub refused: u64,
+    /// Answers whose backend received a header the gateway must strip
+    /// ([`Expectation::must_strip`]).
+    pub leaked: u64,
     pub health: Health,
     pub note: Option<String>,
     pub result: RunResult,
@@ -113,6 +143,13 @@ impl Cell {
                 .map(|(_, n)| n)
                 .sum()
         };
+        // The classifier judges an answer with the expected status unexpected only when the
+        // backend received the header that had to be stripped, so those are the leaks.
+        let leaked = match expected.must_strip {
+            Some(_) => count(expected.status..expected.status.saturating_add(1))
+                .saturating_sub(result.expected),
+            None => 0,
+        };
         let unexpected_pct = if result.completed == 0 {
             100.0
         } else {
@@ -121,15 +158,13 @@ impl Cell {
         Cell {
             rate,
             scenario: scenario.name(),
-            token_kind: match scenario {
-                Scenario::Api(kind) => Some(kind),
-                _ => None,
-            },
+            token_kind: scenario.token_kind(),
             gateway: gateway.map_or("keycloak", |g| g.name).to_owned(),
             expected,
             unexpected_pct,
             admitted: count(200..300),
             refused: count(400..500),
+            leaked,
             health: health(&result, thresholds),
             note,
             result,
@@ -153,23 +188,69 @@ pub fn health(result: &RunResult, thresholds: &Thresholds) -> Health {
     }
 }
 
-/// One row of the security verdict table: a gateway and a token kind, over every rate.
+/// One row of the security verdict table: a gateway and a scenario, over every rate.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerdictRow {
     pub gateway: String,
+    pub scenario: String,
     pub token_kind: TokenKind,
-    /// What a secure gateway does with this kind: `admit` (valid) or `refuse`.
-    pub secure: &'static str,
+    /// The request in words: path, token, forged header.
+    pub request: String,
+    /// What a secure gateway does with it.
+    pub secure: Secure,
+    /// A header a secure gateway strips before the backend.
+    pub must_strip: Option<&'static str>,
+    /// What this gateway answers (as configured).
     pub expected_status: u16,
+    pub expected_challenge: Challenge,
     /// Status counts over every rate, e.g. `{"401": 15000}`.
     pub actual: BTreeMap<u16, u64>,
     pub admitted: u64,
     pub refused: u64,
+    /// Answers whose backend received the header that had to be stripped.
+    pub leaked: u64,
+    /// Cells aggregated (one per rate; 0 when the scenario was not run on this gateway).
+    pub cells: usize,
     pub verdict: Verdict,
     /// Set when the gateway is documented to have this gap.
     pub known_gap: Option<&'static str>,
+    /// Why the verdict is NOT_APPLICABLE.
+    pub not_applicable: Option<&'static str>,
     /// A request that showed the verdict (for a GAP: one that was admitted).
     pub sample_request_id: Option<String>,
+}
+
+impl VerdictRow {
+    fn new(gateway: &str, scenario: Scenario, expected: &Expectation) -> Option<VerdictRow> {
+        let request = scenario.request()?;
+        Some(VerdictRow {
+            gateway: gateway.to_owned(),
+            scenario: scenario.name(),
+            token_kind: request.token,
+            request: request.describe(),
+            secure: scenario.secure()?,
+            must_strip: expected.must_strip,
+            expected_status: expected.status,
+            expected_challenge: expected.challenge,
+            actual: BTreeMap::new(),
+            admitted: 0,
+            refused: 0,
+            leaked: 0,
+            cells: 0,
+            verdict: Verdict::Pass,
+            known_gap: None,
+            not_applicable: None,
+            sample_request_id: None,
+        })
+    }
+
+    fn counts(&self) -> Counts {
+        Counts {
+            admitted: self.admitted,
+            refused: self.refused,
+            leaked: self.leaked,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -196,7 +277,7 @@ pub struct Report {
 
 impl Report {
     pub fn new(settings: Settings, cells: Vec<Cell>) -> Report {
-        let verdicts = verdicts(&cells);
+        let verdicts = verdicts(&settings, &cells);
         let summary = summarize(&cells, &verdicts);
         Report {
             schema_version: SCHEMA_VERSION,
@@ -212,47 +293,66 @@ impl Report {
         self.summary.exit_code
     }
 
-    /// Writes `report.json`, `report.md` and the charts into `dir`.
+    /// Writes `report.json`, `report.md`, the charts and `report.html` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<()> {
         let json = serde_json::to_string_pretty(self)?;
         std::fs::write(dir.join("report.json"), json + "\n")
             .with_context(|| format!("writing {}", dir.join("report.json").display()))?;
         std::fs::write(dir.join("report.md"), self.markdown())?;
         super::charts::write_all(self, dir)?;
+        // Last: it inlines the charts.
+        std::fs::write(dir.join("report.html"), super::html::render(self, dir))
+            .with_context(|| format!("writing {}", dir.join("report.html").display()))?;
         Ok(())
     }
 
     /// The tables for a terminal.
     pub fn text(&self) -> String {
         let mut out = String::new();
-        for rate in &self.settings.rates {
-            let _ = writeln!(out, "\n== {rate} req/s ==");
+        for rate in &self.settings.all_rates() {
             let rows = self.performance_rows(*rate);
+            if rows.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "\n== {rate} req/s ==");
             out.push_str(&render_table(&PERFORMANCE_HEADER, &rows));
         }
         out.push_str("\n== Security verdicts (all rates) ==\n");
         out.push_str(&render_table(&VERDICT_HEADER, &self.verdict_rows()));
+        for line in self.not_run_lines() {
+            let _ = writeln!(out, "{line}");
+        }
         let _ = writeln!(out, "\n{}", self.summary_line());
         out
     }
 
     pub fn markdown(&self) -> String {
         let mut out = String::from("# tokengate load test report\n\n");
-        let _ = writeln!(
-            out,
-            "Gateways: {}. Rates: {} req/s, {} s measured after {} s warm-up per cell, open loop \
-             (latency from each request's due time).\n",
-            self.settings.gateways.join(", "),
-            self.settings
-                .rates
+        let rates = |rates: &[f64]| {
+            rates
                 .iter()
                 .map(|r| r.to_string())
                 .collect::<Vec<_>>()
-                .join(", "),
+                .join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "Profile `{}`. Gateways: {}. Rates: {} req/s (API scenarios), {} req/s (policy \
+             scenarios), {} req/s (Keycloak's own scenarios: the IdP's cost, not a gateway's); \
+             {} s measured after {} s warm-up per cell, open loop (latency from each request's \
+             due time).\n",
+            self.settings.profile.name(),
+            self.settings.gateways.join(", "),
+            rates(&self.settings.rates),
+            rates(&self.settings.policy_rates),
+            rates(&self.settings.idp_rates),
             self.settings.duration_secs,
             self.settings.warmup_secs
         );
-        for rate in &self.settings.rates {
+        for rate in &self.settings.all_rates() {
+            if self.performance_rows(*rate).is_empty() {
+                continue;
+            }
             let _ = writeln!(out, "## {rate} req/s\n");
             out.push_str(&render_markdown_table(
                 &PERFORMANCE_HEADER,
@@ -265,8 +365,11 @@ impl Report {
             &VERDICT_HEADER,
             &self.verdict_rows(),
         ));
+        for line in self.not_run_lines() {
+            let _ = writeln!(out, "\n{line}");
+        }
         let _ = writeln!(out, "\n{}\n", self.summary_line());
-        out.push_str("Charts: `latency-<scenario>.svg` (latency percentiles against rate, one line per gateway), `outcomes.svg` (admitted/refused per gateway and token kind).\n");
+        out.push_str("Charts: `latency-<scenario>.svg` (latency percentiles against rate, one line per gateway), `outcomes.svg` (admitted/refused per gateway and scenario).\n");
         out
     }
 
@@ -293,7 +396,7 @@ impl Report {
         )
     }
 
-    fn performance_rows(&self, rate: f64) -> Vec<Vec<String>> {
+    pub(crate) fn performance_rows(&self, rate: f64) -> Vec<Vec<String>> {
         self.cells
             .iter()
             .filter(|cell| cell.rate == rate)
@@ -340,22 +443,40 @@ impl Report {
             .collect()
     }
 
-    fn verdict_rows(&self) -> Vec<Vec<String>> {
+    /// The rows of scenarios that ran (those that did not are summed up by
+    /// [`Report::not_run_lines`]).
+    pub(crate) fn verdict_rows(&self) -> Vec<Vec<String>> {
         self.verdicts
             .iter()
+            .filter(|row| row.cells > 0)
             .map(|row| {
                 let verdict = match (row.verdict, row.known_gap) {
                     (Verdict::Gap, Some(reason)) => format!("GAP (known: {reason})"),
+                    (Verdict::Gap, None) if row.leaked > 0 => format!(
+                        "GAP ({} reached the backend {}×)",
+                        row.must_strip.unwrap_or("a forged header"),
+                        row.leaked
+                    ),
                     (Verdict::Gap, None) => "GAP".to_owned(),
                     (Verdict::Pass, _) => "PASS".to_owned(),
                     (Verdict::Fail, _) => "FAIL".to_owned(),
-                    (Verdict::NotApplicable, _) => "n/a (no authentication)".to_owned(),
+                    (Verdict::NotApplicable, _) => {
+                        format!("n/a ({})", row.not_applicable.unwrap_or("not applicable"))
+                    }
                 };
+                let mut secure = match row.secure {
+                    Secure::Admit => "admit".to_owned(),
+                    Secure::Refuse => "refuse".to_owned(),
+                };
+                if let Some(header) = row.must_strip {
+                    secure.push_str(&format!(", strip {header}"));
+                }
                 vec![
                     row.gateway.clone(),
-                    row.token_kind.name().to_owned(),
-                    row.secure.to_owned(),
-                    row.expected_status.to_string(),
+                    row.scenario.clone(),
+                    row.request.clone(),
+                    secure,
+                    expected_answer(row.expected_status, row.expected_challenge),
                     status_summary(&row.actual),
                     verdict,
                     row.sample_request_id.clone().unwrap_or_default(),
@@ -364,19 +485,46 @@ impl Report {
             .collect()
     }
 
-    /// Attaches the id of a probe request that showed each GAP.
-    pub fn set_sample(&mut self, gateway: &str, kind: TokenKind, request_id: String) {
+    /// One line per reason for the scenarios not run on some gateway because they do not
+    /// apply there: which scenarios, which gateways.
+    fn not_run_lines(&self) -> Vec<String> {
+        let mut by_reason: BTreeMap<&str, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
+        for row in self.verdicts.iter().filter(|row| row.cells == 0) {
+            let (scenarios, gateways) = by_reason
+                .entry(row.not_applicable.unwrap_or("not run"))
+                .or_default();
+            if !scenarios.contains(&row.scenario.as_str()) {
+                scenarios.push(&row.scenario);
+            }
+            if !gateways.contains(&row.gateway.as_str()) {
+                gateways.push(&row.gateway);
+            }
+        }
+        by_reason
+            .into_iter()
+            .map(|(reason, (scenarios, gateways))| {
+                format!(
+                    "Not run, n/a ({reason}): {} on {}.",
+                    scenarios.join(", "),
+                    gateways.join(", ")
+                )
+            })
+            .collect()
+    }
+
+    /// Attaches what a probe request showed to a verdict row.
+    pub fn set_sample(&mut self, gateway: &str, scenario: &str, sample: String) {
         if let Some(row) = self
             .verdicts
             .iter_mut()
-            .find(|row| row.gateway == gateway && row.token_kind == kind)
+            .find(|row| row.gateway == gateway && row.scenario == scenario)
         {
-            row.sample_request_id = Some(request_id);
+            row.sample_request_id = Some(sample);
         }
     }
 }
 
-const PERFORMANCE_HEADER: [&str; 15] = [
+pub(crate) const PERFORMANCE_HEADER: [&str; 15] = [
     "scenario",
     "gateway",
     "target rps",
@@ -394,15 +542,26 @@ const PERFORMANCE_HEADER: [&str; 15] = [
     "notes",
 ];
 
-const VERDICT_HEADER: [&str; 7] = [
+pub(crate) const VERDICT_HEADER: [&str; 8] = [
     "gateway",
-    "token kind",
+    "scenario",
+    "request",
     "secure",
     "gateway answers",
     "actual",
     "verdict",
     "sample request id",
 ];
+
+/// `401 invalid_token`, `401 Bearer` (a challenge without an error), `200`.
+fn expected_answer(status: u16, challenge: Challenge) -> String {
+    match challenge {
+        Challenge::None => status.to_string(),
+        Challenge::Bare => format!("{status} Bearer"),
+        Challenge::InvalidToken => format!("{status} invalid_token"),
+        Challenge::InsufficientScope => format!("{status} insufficient_scope"),
+    }
+}
 
 fn status_summary(counts: &BTreeMap<u16, u64>) -> String {
     counts
@@ -412,43 +571,38 @@ fn status_summary(counts: &BTreeMap<u16, u64>) -> String {
         .join(" ")
 }
 
-fn verdicts(cells: &[Cell]) -> Vec<VerdictRow> {
+/// One row per (gateway, scenario) that ran, over every rate, in the order of the cells; then
+/// one per (gateway, scenario) of the settings that was not run because it does not apply.
+fn verdicts(settings: &Settings, cells: &[Cell]) -> Vec<VerdictRow> {
     let mut rows: Vec<VerdictRow> = Vec::new();
     for cell in cells {
-        let (Some(kind), Some(_)) = (cell.token_kind, scenario::profile(&cell.gateway)) else {
+        let (Some(scenario), Some(_)) = (
+            Scenario::parse(&cell.scenario),
+            scenario::profile(&cell.gateway),
+        ) else {
             continue;
         };
-        let row = match rows
-            .iter_mut()
-            .find(|row| row.gateway == cell.gateway && row.token_kind == kind)
+        let index = match rows
+            .iter()
+            .position(|row| row.gateway == cell.gateway && row.scenario == cell.scenario)
         {
-            Some(row) => row,
+            Some(index) => index,
             None => {
-                rows.push(VerdictRow {
-                    gateway: cell.gateway.clone(),
-                    token_kind: kind,
-                    secure: if kind == TokenKind::Valid {
-                        "admit"
-                    } else {
-                        "refuse"
-                    },
-                    expected_status: cell.expected.status,
-                    actual: BTreeMap::new(),
-                    admitted: 0,
-                    refused: 0,
-                    verdict: Verdict::Pass,
-                    known_gap: None,
-                    sample_request_id: None,
-                });
-                let last = rows.len() - 1;
-                &mut rows[last]
+                let Some(row) = VerdictRow::new(&cell.gateway, scenario, &cell.expected) else {
+                    continue;
+                };
+                rows.push(row);
+                rows.len() - 1
             }
         };
+        let row = &mut rows[index];
         for (status, n) in &cell.result.status_counts {
             *row.actual.entry(*status).or_insert(0) += n;
         }
         row.admitted += cell.admitted;
         row.refused += cell.refused;
+        row.leaked += cell.leaked;
+        row.cells += 1;
         if row.sample_request_id.is_none() {
             row.sample_request_id = cell
                 .result
@@ -457,12 +611,37 @@ fn verdicts(cells: &[Cell]) -> Vec<VerdictRow> {
                 .map(|sample| sample.request_id.clone());
         }
     }
-    for row in &mut rows {
-        if let Some(profile) = scenario::profile(&row.gateway) {
-            row.verdict = scenario::verdict(profile, row.token_kind, row.admitted, row.refused);
-            if row.verdict == Verdict::Gap {
-                row.known_gap = scenario::expectation(profile, row.token_kind).known_gap;
+    for gateway in &settings.gateways {
+        let Some(profile) = scenario::profile(gateway) else {
+            continue;
+        };
+        for scenario in settings.scenarios.iter().filter_map(|s| Scenario::parse(s)) {
+            let name = scenario.name();
+            if scenario::runs_on(profile, scenario)
+                || rows
+                    .iter()
+                    .any(|row| &row.gateway == gateway && row.scenario == name)
+            {
+                continue;
             }
+            if let Some(row) =
+                VerdictRow::new(gateway, scenario, &scenario::expectation(profile, scenario))
+            {
+                rows.push(row);
+            }
+        }
+    }
+    for row in &mut rows {
+        let (Some(profile), Some(scenario)) = (
+            scenario::profile(&row.gateway),
+            Scenario::parse(&row.scenario),
+        ) else {
+            continue;
+        };
+        row.not_applicable = scenario::not_applicable(profile, scenario);
+        row.verdict = scenario::verdict(profile, scenario, row.counts());
+        if row.verdict == Verdict::Gap {
+            row.known_gap = scenario::expectation(profile, scenario).known_gap;
         }
     }
     rows
@@ -545,4 +724,284 @@ fn render_markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
         out.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::{ErrorCounts, Histograms, LatencySummary, Mode};
+    use crate::matrix::scenario::{POLICY_SCENARIOS, TokenKind};
+
+    fn schema() -> serde_json::Value {
+        let path = crate::paths::repo_root().join("loadtest/report.schema.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn enum_of(schema: &serde_json::Value, def: &str) -> Vec<String> {
+        schema["$defs"][def]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The schema's lists are the code's: a scenario or token kind added in one place only
+    /// fails here, not in a user's validator.
+    #[test]
+    fn the_schema_names_every_scenario_token_kind_and_challenge() {
+        let schema = schema();
+        let scenarios: Vec<String> = Scenario::all().map(Scenario::name).collect();
+        assert_eq!(enum_of(&schema, "scenario"), scenarios);
+        let kinds: Vec<String> = TokenKind::ALL.iter().map(|k| k.name().to_owned()).collect();
+        assert_eq!(enum_of(&schema, "token_kind"), kinds);
+        for kind in TokenKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+        }
+        let challenges: Vec<String> = [
+            Challenge::None,
+            Challenge::Bare,
+            Challenge::InvalidToken,
+            Challenge::InsufficientScope,
+        ]
+        .iter()
+        .map(|c| {
+            serde_json::to_value(c)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+        assert_eq!(enum_of(&schema, "challenge"), challenges);
+        assert_eq!(
+            schema["properties"]["schema_version"]["const"],
+            SCHEMA_VERSION
+        );
+    }
+
+    /// A measured window of `statuses`, `expected` of them judged as expected.
+    fn result(statuses: &[(u16, u64)], expected: u64) -> RunResult {
+        let completed = statuses.iter().map(|(_, n)| n).sum();
+        let mut histograms = Histograms::new().unwrap();
+        for _ in 0..completed {
+            histograms.uncorrected.saturating_record(500);
+            histograms.corrected.saturating_record(520);
+            histograms.lag.saturating_record(20);
+        }
+        let mut result = RunResult {
+            label: "unit".into(),
+            mode: Mode::OpenLoop,
+            target_rate: Some(completed as f64),
+            threads: 1,
+            connections: 4,
+            scheduled: completed,
+            sent: completed,
+            completed,
+            dropped: 0,
+            errors: ErrorCounts::default(),
+            status_counts: statuses.iter().copied().collect(),
+            expected,
+            unexpected: completed - expected,
+            unexpected_samples: Vec::new(),
+            latency_corrected: LatencySummary::default(),
+            latency_uncorrected: LatencySummary::default(),
+            schedule_lag: LatencySummary::default(),
+            bytes_sent: 0,
+            bytes_received: 0,
+            sent_kib_per_sec: 0.0,
+            received_kib_per_sec: 0.0,
+            connections_opened: 1,
+            window_secs: 1.0,
+            achieved_rate: 0.0,
+            elapsed_secs: 1.0,
+            driver_cpu_secs: 0.1,
+            histograms,
+        };
+        result.refresh_derived();
+        result
+    }
+
+    fn cell(gateway: &str, scenario: Scenario, statuses: &[(u16, u64)], expected: u64) -> Cell {
+        let profile = scenario::profile(gateway).unwrap();
+        Cell::new(
+            10.0,
+            scenario,
+            Some(profile),
+            scenario::expectation(profile, scenario),
+            result(statuses, expected),
+            &Thresholds::default(),
+            None,
+        )
+    }
+
+    fn settings(gateways: &[&str], scenarios: &[Scenario]) -> Settings {
+        Settings {
+            profile: Profile::Quick,
+            gateways: gateways.iter().map(|g| (*g).to_owned()).collect(),
+            scenarios: scenarios.iter().map(|s| s.name()).collect(),
+            rates: vec![10.0],
+            policy_rates: vec![10.0],
+            idp_rates: vec![10.0],
+            warmup_secs: 0.0,
+            duration_secs: 1.0,
+            pool_size: 1,
+            driver_threads: 1,
+            max_in_flight: 4,
+            envoy_workers: 1,
+            target: None,
+            patches: BTreeMap::new(),
+        }
+    }
+
+    fn policy(name: &str) -> Scenario {
+        Scenario::parse(&format!("policy-{name}")).unwrap()
+    }
+
+    #[test]
+    fn a_forged_header_that_reached_the_backend_is_an_unexpected_gap() {
+        let forged = policy("public-forged-identity");
+        let admin = policy("admin-with-role");
+        // 10 answers of 200, 3 of them judged unexpected: the backend saw the header.
+        let leaky = cell("policy", forged, &[(200, 10)], 7);
+        assert_eq!((leaky.admitted, leaky.leaked), (10, 3));
+        // The same count on a scenario with nothing to strip is not a leak.
+        assert_eq!(cell("policy", admin, &[(200, 10)], 7).leaked, 0);
+
+        let cells = vec![
+            cell("jwt", Scenario::Api(TokenKind::Valid), &[(200, 10)], 10),
+            cell("policy", Scenario::Api(TokenKind::Valid), &[(200, 10)], 10),
+            leaky,
+            cell("policy", admin, &[(200, 10)], 10),
+        ];
+        let scenarios = [Scenario::Api(TokenKind::Valid), forged, admin];
+        let report = Report::new(settings(&["jwt", "policy"], &scenarios), cells);
+        let row = |gateway: &str, scenario: Scenario| {
+            report
+                .verdicts
+                .iter()
+                .find(|r| r.gateway == gateway && r.scenario == scenario.name())
+                .unwrap()
+        };
+        let gap = row("policy", forged);
+        assert_eq!(
+            (gap.verdict, gap.leaked, gap.known_gap),
+            (Verdict::Gap, 3, None)
+        );
+        assert_eq!(gap.must_strip, Some("x-jwt-sub"));
+        assert_eq!(row("policy", admin).verdict, Verdict::Pass);
+        // Not run on jwt: a row that says so.
+        let not_run = row("jwt", forged);
+        assert_eq!(
+            (not_run.verdict, not_run.cells, not_run.not_applicable),
+            (Verdict::NotApplicable, 0, Some("not a policy gateway"))
+        );
+        assert_eq!(report.verdicts.len(), 6);
+        assert_eq!(report.summary.unexpected_gaps, 1);
+        assert_eq!(report.exit_code(), exit::SECURITY_GAP);
+
+        let text = report.text();
+        assert!(
+            text.contains("GAP (x-jwt-sub reached the backend 3×)"),
+            "{text}"
+        );
+        assert!(text.contains("admit, strip x-jwt-sub"), "{text}");
+        assert!(
+            text.contains(
+                "Not run, n/a (not a policy gateway): policy-public-forged-identity, \
+                 policy-admin-with-role on jwt."
+            ),
+            "{text}"
+        );
+        assert!(
+            report
+                .markdown()
+                .contains("| policy | policy-public-forged-identity |")
+        );
+
+        let json = serde_json::to_value(&report).unwrap();
+        let validator = jsonschema::validator_for(&schema()).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&json)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+    }
+
+    /// report.html leads with the write-up's finding, then the verdict grid, then cost, the
+    /// full tables and how the run was made; it references nothing outside itself.
+    #[test]
+    fn the_html_report_leads_with_the_expired_token_gap() {
+        let scenarios = [
+            Scenario::Api(TokenKind::Valid),
+            Scenario::Api(TokenKind::Revoked),
+            Scenario::Api(TokenKind::Expired),
+        ];
+        let mut cells = Vec::new();
+        for gateway in ["jwt", "jwt-no-exp"] {
+            cells.push(cell(gateway, scenarios[0], &[(200, 10)], 10));
+            cells.push(cell(gateway, scenarios[1], &[(200, 10)], 10));
+        }
+        cells.push(cell("jwt", scenarios[2], &[(401, 10)], 0));
+        cells.push(cell("jwt-no-exp", scenarios[2], &[(200, 10)], 10));
+        let mut report = Report::new(settings(&["jwt", "jwt-no-exp"], &scenarios), cells);
+        report.set_sample("jwt-no-exp", "api-expired", "probe → 200".to_owned());
+        let dir = crate::paths::run_dir("html-unit");
+        std::fs::create_dir_all(&dir).unwrap();
+        report.write(&dir).unwrap();
+        let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+        let at = |needle: &str| {
+            html.find(needle)
+                .unwrap_or_else(|| panic!("{needle} missing from report.html"))
+        };
+        let headline = at("id=\"headline\"");
+        assert!(html[headline..].starts_with(
+            "id=\"headline\"><strong>GAP: <code>jwt-no-exp</code> admitted /api/orders, expired token"
+        ));
+        assert!(headline < at("id=\"verdict-grid\""));
+        assert!(at("id=\"verdict-grid\"") < at("id=\"cost\""));
+        assert!(at("id=\"cost\"") < at("id=\"tables\""));
+        assert!(at("id=\"tables\"") < at("id=\"how\""));
+        assert!(at("<figure class=\"chart\" data-chart=\"latency-api-valid.svg\"><svg") > 0);
+        assert!(html.contains("<td class=\"GAP known\""));
+        // Self-contained: no script, no stylesheet or image fetched.
+        for outside in ["<script", "<link", "src=", "@import", "url("] {
+            assert!(!html.contains(outside), "report.html contains {outside}");
+        }
+        assert!(!html.contains("<?xml"));
+    }
+
+    /// Every policy scenario answered as the table says: all PASS, exit 0; refusing the
+    /// ones to admit is a FAIL (exit 1), admitting the ones to refuse a GAP (exit 2).
+    #[test]
+    fn policy_verdicts_and_exit_codes() {
+        let scenarios: Vec<Scenario> = POLICY_SCENARIOS.iter().map(Scenario::Policy).collect();
+        let as_expected = |scenario: Scenario| {
+            let status =
+                scenario::expectation(scenario::profile("policy").unwrap(), scenario).status;
+            cell("policy", scenario, &[(status, 10)], 10)
+        };
+        let report = Report::new(
+            settings(&["policy"], &scenarios),
+            scenarios.iter().map(|s| as_expected(*s)).collect(),
+        );
+        assert!(report.verdicts.iter().all(|r| r.verdict == Verdict::Pass));
+        assert_eq!(report.exit_code(), exit::OK);
+
+        let mut refused = scenarios
+            .iter()
+            .map(|s| as_expected(*s))
+            .collect::<Vec<_>>();
+        refused[5] = cell("policy", policy("admin-with-role"), &[(403, 10)], 0);
+        let report = Report::new(settings(&["policy"], &scenarios), refused);
+        assert_eq!(report.exit_code(), exit::FAILURE);
+
+        let mut admitted = scenarios
+            .iter()
+            .map(|s| as_expected(*s))
+            .collect::<Vec<_>>();
+        admitted[4] = cell("policy", policy("admin-without-role"), &[(200, 10)], 0);
+        let report = Report::new(settings(&["policy"], &scenarios), admitted);
+        assert_eq!(report.exit_code(), exit::SECURITY_GAP);
+    }
 }

@@ -4,13 +4,23 @@
 //! - the **expected outcome** of a cell: what this gateway, as configured, answers (jwt-no-exp
 //!   answers 200 to an expired token — that is its known behaviour). Anything else is an
 //!   *unexpected outcome* (a bug, an outage), counted in the performance table;
-//! - the **secure outcome** of a token kind: every token but a valid one must be refused. A
-//!   gateway that admits one has a security **GAP**; a GAP is *known* when the gateway is
-//!   documented to have it (jwt-no-exp and expiry; local validation and revocation).
+//! - the **secure outcome** of a scenario: what a secure gateway must do with it, admit or
+//!   refuse. A gateway that admits what it must refuse (or lets a forged identity header reach
+//!   the backend) has a security **GAP**; one that refuses what it must admit a **FAIL**. A GAP
+//!   is *known* when the gateway is documented to have it (jwt-no-exp and expiry; local
+//!   validation and revocation).
+//!
+//! The API scenarios (`api-<token kind>`) send one kind of token to `/api/orders`, which every
+//! gateway routes to the backend. The policy scenarios ([`POLICY_SCENARIOS`], one table) need
+//! the routes of the policy gateway (envoy/policy.yaml: a public `/health`, an `/admin/` area
+//! for realm A's users with the realm role `admin`, an `/api/` for both realms); each row
+//! names its path, its token, its expected answer and whether a secure gateway admits it.
+//! They run only against gateways with those routes and are not applicable to the others.
 
 use hyper::header::HeaderMap;
 use serde::Serialize;
 
+use crate::backend::IDENTITY_HEADERS_RECEIVED;
 use crate::driver::{Classifier, Outcome};
 
 /// What a request carries.
@@ -25,9 +35,33 @@ pub enum TokenKind {
     Revoked,
     AlgNone,
     WrongAudience,
+    /// Realm B (`tokengate-partner`): client credentials of `partner-loadtest`, ES256.
+    Partner,
+    /// Realm A, user `alice` (password grant): valid, without the realm role `admin`.
+    WithoutAdminRole,
+    /// Realm A, user `carol`: valid, with the realm role `admin`.
+    WithAdminRole,
+    /// A realm B token whose payload's `iss` was replaced by realm A's issuer: it claims realm
+    /// A and is signed by realm B's key.
+    CrossRealm,
 }
 
 impl TokenKind {
+    pub const ALL: [TokenKind; 12] = [
+        TokenKind::Valid,
+        TokenKind::Expired,
+        TokenKind::InvalidSignature,
+        TokenKind::Malformed,
+        TokenKind::Missing,
+        TokenKind::Revoked,
+        TokenKind::AlgNone,
+        TokenKind::WrongAudience,
+        TokenKind::Partner,
+        TokenKind::WithoutAdminRole,
+        TokenKind::WithAdminRole,
+        TokenKind::CrossRealm,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             TokenKind::Valid => "valid",
@@ -38,19 +72,162 @@ impl TokenKind {
             TokenKind::Revoked => "revoked",
             TokenKind::AlgNone => "alg-none",
             TokenKind::WrongAudience => "wrong-audience",
+            TokenKind::Partner => "partner",
+            TokenKind::WithoutAdminRole => "without-admin-role",
+            TokenKind::WithAdminRole => "with-admin-role",
+            TokenKind::CrossRealm => "cross-realm",
+        }
+    }
+
+    /// The token in words, for the verdict table.
+    pub fn describe(self) -> &'static str {
+        match self {
+            TokenKind::Valid => "valid token (realm A)",
+            TokenKind::Expired => "expired token",
+            TokenKind::InvalidSignature => "token with a flipped signature bit",
+            TokenKind::Malformed => "malformed token",
+            TokenKind::Missing => "no token",
+            TokenKind::Revoked => "revoked token",
+            TokenKind::AlgNone => "alg:none forgery",
+            TokenKind::WrongAudience => "token for another audience",
+            TokenKind::Partner => "realm B token (ES256)",
+            TokenKind::WithoutAdminRole => "realm A user without role admin",
+            TokenKind::WithAdminRole => "realm A user with role admin",
+            TokenKind::CrossRealm => "iss of realm A, signed by realm B",
         }
     }
 }
 
-/// One scenario: a kind of request at Keycloak or through a gateway.
+/// The path the API scenarios send to: every gateway routes it to the backend.
+pub const API_PATH: &str = "/api/orders";
+
+/// What a secure gateway does with a scenario's requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
+pub enum Secure {
+    Admit,
+    Refuse,
+}
+
+/// RFC 6750 error expected in `WWW-Authenticate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Challenge {
+    /// No challenge to check (2xx, or a status without RFC 6750 semantics).
+    None,
+    /// `Bearer` without an error code (no credentials).
+    Bare,
+    /// `error="invalid_token"`.
+    InvalidToken,
+    /// `error="insufficient_scope"` (403: a scope or claim condition not met).
+    InsufficientScope,
+}
+
+/// One policy scenario: a request to one of the policy gateway's routes and what it must
+/// answer. The matrix calls it `policy-<name>`.
+#[derive(Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyScenario {
+    pub name: &'static str,
+    pub path: &'static str,
+    pub token: TokenKind,
+    /// A client-supplied identity header sent along: the gateway must strip it, so the
+    /// backend never sees it.
+    pub forged_header: Option<(&'static str, &'static str)>,
+    pub secure: Secure,
+    pub status: u16,
+    pub challenge: Challenge,
+}
+
+/// Every policy scenario, as envoy/policy.yaml's rules decide them against Keycloak's two
+/// realms (`tokengate` = realm A, `tokengate-partner` = realm B).
+pub static POLICY_SCENARIOS: [PolicyScenario; 8] = [
+    PolicyScenario {
+        name: "public-no-token",
+        path: "/health",
+        token: TokenKind::Missing,
+        forged_header: None,
+        secure: Secure::Admit,
+        status: 200,
+        challenge: Challenge::None,
+    },
+    PolicyScenario {
+        name: "api-no-token",
+        path: API_PATH,
+        token: TokenKind::Missing,
+        forged_header: None,
+        secure: Secure::Refuse,
+        status: 401,
+        challenge: Challenge::Bare,
+    },
+    PolicyScenario {
+        name: "api-partner",
+        path: API_PATH,
+        token: TokenKind::Partner,
+        forged_header: None,
+        secure: Secure::Admit,
+        status: 200,
+        challenge: Challenge::None,
+    },
+    // The admin rule knows realm A's provider only: realm B's issuer is not one of its.
+    PolicyScenario {
+        name: "admin-partner",
+        path: "/admin/users",
+        token: TokenKind::Partner,
+        forged_header: None,
+        secure: Secure::Refuse,
+        status: 401,
+        challenge: Challenge::InvalidToken,
+    },
+    // Authenticated, but the claim condition (realm_access.roles contains admin) fails.
+    PolicyScenario {
+        name: "admin-without-role",
+        path: "/admin/users",
+        token: TokenKind::WithoutAdminRole,
+        forged_header: None,
+        secure: Secure::Refuse,
+        status: 403,
+        challenge: Challenge::InsufficientScope,
+    },
+    PolicyScenario {
+        name: "admin-with-role",
+        path: "/admin/users",
+        token: TokenKind::WithAdminRole,
+        forged_header: None,
+        secure: Secure::Admit,
+        status: 200,
+        challenge: Challenge::None,
+    },
+    // The issuer only chooses the provider: realm A's keys do not verify realm B's signature.
+    PolicyScenario {
+        name: "api-cross-realm",
+        path: API_PATH,
+        token: TokenKind::CrossRealm,
+        forged_header: None,
+        secure: Secure::Refuse,
+        status: 401,
+        challenge: Challenge::InvalidToken,
+    },
+    // The public rule reads no token and still strips client-supplied identity headers.
+    PolicyScenario {
+        name: "public-forged-identity",
+        path: "/health",
+        token: TokenKind::Missing,
+        forged_header: Some(("x-jwt-sub", "admin")),
+        secure: Secure::Admit,
+        status: 200,
+        challenge: Challenge::None,
+    },
+];
+
+/// One scenario: a kind of request at Keycloak or through a gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scenario {
     GenerateToken,
     IntrospectValid,
     IntrospectExpired,
     IntrospectInvalid,
     Api(TokenKind),
+    Policy(&'static PolicyScenario),
 }
 
 pub const KEYCLOAK_SCENARIOS: [Scenario; 4] = [
@@ -71,7 +248,34 @@ pub const API_SCENARIOS: [Scenario; 8] = [
     Scenario::Api(TokenKind::WrongAudience),
 ];
 
+/// What a gateway scenario sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewayRequest {
+    pub path: &'static str,
+    pub token: TokenKind,
+    pub forged_header: Option<(&'static str, &'static str)>,
+}
+
+impl GatewayRequest {
+    /// The request in words, for the verdict table.
+    pub fn describe(&self) -> String {
+        let mut text = format!("{}, {}", self.path, self.token.describe());
+        if let Some((name, value)) = self.forged_header {
+            text.push_str(&format!(", forged {name}: {value}"));
+        }
+        text
+    }
+}
+
 impl Scenario {
+    /// Every scenario: at Keycloak, the API ones, the policy ones.
+    pub fn all() -> impl Iterator<Item = Scenario> {
+        KEYCLOAK_SCENARIOS
+            .into_iter()
+            .chain(API_SCENARIOS)
+            .chain(POLICY_SCENARIOS.iter().map(Scenario::Policy))
+    }
+
     pub fn name(self) -> String {
         match self {
             Scenario::GenerateToken => "generate-token".to_owned(),
@@ -79,20 +283,49 @@ impl Scenario {
             Scenario::IntrospectExpired => "introspect-expired".to_owned(),
             Scenario::IntrospectInvalid => "introspect-invalid".to_owned(),
             Scenario::Api(kind) => format!("api-{}", kind.name()),
+            Scenario::Policy(policy) => format!("policy-{}", policy.name),
         }
     }
 
     pub fn parse(name: &str) -> Option<Scenario> {
-        KEYCLOAK_SCENARIOS
-            .iter()
-            .chain(API_SCENARIOS.iter())
-            .copied()
-            .find(|scenario| scenario.name() == name)
+        Scenario::all().find(|scenario| scenario.name() == name)
     }
 
     /// Whether the scenario goes through a gateway (else straight at Keycloak).
     pub fn through_gateway(self) -> bool {
-        matches!(self, Scenario::Api(_))
+        self.request().is_some()
+    }
+
+    /// What a gateway scenario sends; `None` for the scenarios at Keycloak.
+    pub fn request(self) -> Option<GatewayRequest> {
+        match self {
+            Scenario::Api(token) => Some(GatewayRequest {
+                path: API_PATH,
+                token,
+                forged_header: None,
+            }),
+            Scenario::Policy(policy) => Some(GatewayRequest {
+                path: policy.path,
+                token: policy.token,
+                forged_header: policy.forged_header,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The token a gateway scenario carries.
+    pub fn token_kind(self) -> Option<TokenKind> {
+        self.request().map(|request| request.token)
+    }
+
+    /// What a secure gateway does with it; `None` for the scenarios at Keycloak.
+    pub fn secure(self) -> Option<Secure> {
+        match self {
+            Scenario::Api(TokenKind::Valid) => Some(Secure::Admit),
+            Scenario::Api(_) => Some(Secure::Refuse),
+            Scenario::Policy(policy) => Some(policy.secure),
+            _ => None,
+        }
     }
 }
 
@@ -109,9 +342,12 @@ pub struct GatewayProfile {
     pub wrong_audience_status: u16,
     /// Misconfigured on purpose: its GAPs are expected and do not fail a run.
     pub known_insecure: bool,
+    /// Serves the policy gateway's routes (envoy/policy.yaml): the policy scenarios run
+    /// against it, and are not applicable to gateways without them.
+    pub policy_routes: bool,
 }
 
-pub const GATEWAYS: [GatewayProfile; 6] = [
+pub const GATEWAYS: [GatewayProfile; 7] = [
     GatewayProfile {
         name: "no-auth",
         authenticates: false,
@@ -119,6 +355,7 @@ pub const GATEWAYS: [GatewayProfile; 6] = [
         sees_revocation: false,
         wrong_audience_status: 200,
         known_insecure: false,
+        policy_routes: false,
     },
     GatewayProfile {
         name: "native-jwt",
@@ -127,6 +364,7 @@ pub const GATEWAYS: [GatewayProfile; 6] = [
         sees_revocation: false,
         wrong_audience_status: 403,
         known_insecure: false,
+        policy_routes: false,
     },
     GatewayProfile {
         name: "jwt",
@@ -135,6 +373,7 @@ pub const GATEWAYS: [GatewayProfile; 6] = [
         sees_revocation: false,
         wrong_audience_status: 401,
         known_insecure: false,
+        policy_routes: false,
     },
     GatewayProfile {
         name: "jwt-no-exp",
@@ -143,6 +382,7 @@ pub const GATEWAYS: [GatewayProfile; 6] = [
         sees_revocation: false,
         wrong_audience_status: 401,
         known_insecure: true,
+        policy_routes: false,
     },
     GatewayProfile {
         name: "introspect",
@@ -151,6 +391,7 @@ pub const GATEWAYS: [GatewayProfile; 6] = [
         sees_revocation: true,
         wrong_audience_status: 401,
         known_insecure: false,
+        policy_routes: false,
     },
     GatewayProfile {
         name: "hybrid",
@@ -159,6 +400,17 @@ pub const GATEWAYS: [GatewayProfile; 6] = [
         sees_revocation: true,
         wrong_audience_status: 401,
         known_insecure: false,
+        policy_routes: false,
+    },
+    // Two providers and per-route rules; on /api/ it validates locally, as `jwt` does.
+    GatewayProfile {
+        name: "policy",
+        authenticates: true,
+        checks_expiry: true,
+        sees_revocation: false,
+        wrong_audience_status: 401,
+        known_insecure: false,
+        policy_routes: true,
     },
 ];
 
@@ -166,16 +418,22 @@ pub fn profile(gateway: &str) -> Option<&'static GatewayProfile> {
     GATEWAYS.iter().find(|profile| profile.name == gateway)
 }
 
-/// RFC 6750 error expected in `WWW-Authenticate`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Challenge {
-    /// No challenge to check (2xx, or a status without RFC 6750 semantics).
-    None,
-    /// `Bearer` without an error code (no credentials).
-    Bare,
-    /// `error="invalid_token"`.
-    InvalidToken,
+/// Whether the matrix sends `scenario` to `gateway`: every gateway scenario goes to every
+/// gateway (no-auth is the baseline), except that the policy scenarios need the policy routes.
+pub fn runs_on(gateway: &GatewayProfile, scenario: Scenario) -> bool {
+    match scenario {
+        Scenario::Policy(_) => gateway.policy_routes,
+        _ => scenario.through_gateway(),
+    }
+}
+
+/// Why no security verdict applies to `scenario` on `gateway`, if none does.
+pub fn not_applicable(gateway: &GatewayProfile, scenario: Scenario) -> Option<&'static str> {
+    match scenario {
+        Scenario::Policy(_) if !gateway.policy_routes => Some("not a policy gateway"),
+        _ if !gateway.authenticates => Some("no authentication"),
+        _ => None,
+    }
 }
 
 /// What one cell must answer.
@@ -185,35 +443,51 @@ pub struct Expectation {
     pub challenge: Challenge,
     /// Why this gateway admits a token that must be refused, when it is documented to.
     pub known_gap: Option<&'static str>,
+    /// A request header the gateway must strip: an answer that says the backend received it
+    /// is unexpected, and a security GAP.
+    pub must_strip: Option<&'static str>,
 }
 
 impl Expectation {
-    fn status(status: u16) -> Expectation {
+    pub fn status(status: u16) -> Expectation {
         Expectation {
             status,
             challenge: Challenge::None,
             known_gap: None,
+            must_strip: None,
+        }
+    }
+
+    fn refused(status: u16, challenge: Challenge) -> Expectation {
+        Expectation {
+            challenge,
+            ..Expectation::status(status)
         }
     }
 }
 
-/// What `gateway` answers to requests carrying `kind`.
-pub fn expectation(gateway: &GatewayProfile, kind: TokenKind) -> Expectation {
+/// What `gateway` answers to `scenario` (Keycloak's own scenarios: 200).
+pub fn expectation(gateway: &GatewayProfile, scenario: Scenario) -> Expectation {
+    match scenario {
+        Scenario::Api(kind) => api_expectation(gateway, kind),
+        Scenario::Policy(policy) => Expectation {
+            status: policy.status,
+            challenge: policy.challenge,
+            known_gap: None,
+            must_strip: policy.forged_header.map(|(name, _)| name),
+        },
+        _ => Expectation::status(200),
+    }
+}
+
+/// What `gateway` answers to requests to [`API_PATH`] carrying `kind`.
+fn api_expectation(gateway: &GatewayProfile, kind: TokenKind) -> Expectation {
     if !gateway.authenticates {
         return Expectation::status(200);
     }
-    let refused = Expectation {
-        status: 401,
-        challenge: Challenge::InvalidToken,
-        known_gap: None,
-    };
     match kind {
         TokenKind::Valid => Expectation::status(200),
-        TokenKind::Missing => Expectation {
-            status: 401,
-            challenge: Challenge::Bare,
-            known_gap: None,
-        },
+        TokenKind::Missing => Expectation::refused(401, Challenge::Bare),
         TokenKind::Expired if !gateway.checks_expiry => Expectation {
             known_gap: Some("exp is not verified (misconfigured on purpose)"),
             ..Expectation::status(200)
@@ -225,12 +499,12 @@ pub fn expectation(gateway: &GatewayProfile, kind: TokenKind) -> Expectation {
         TokenKind::WrongAudience if gateway.wrong_audience_status != 401 => {
             Expectation::status(gateway.wrong_audience_status)
         }
-        _ => refused,
+        _ => Expectation::refused(401, Challenge::InvalidToken),
     }
 }
 
-/// Judges gateway responses against an expectation: the status, and for 401 the RFC 6750
-/// challenge.
+/// Judges gateway responses against an expectation: the status, for 401 and 403 the RFC 6750
+/// challenge, and for a header that must be stripped what the backend says it received.
 #[derive(Debug, Clone)]
 pub struct ExpectationClassifier {
     pub expectation: Expectation,
@@ -244,16 +518,21 @@ impl Classifier for ExpectationClassifier {
         let challenge = headers
             .get(hyper::header::WWW_AUTHENTICATE)
             .and_then(|value| value.to_str().ok());
-        let matches = match self.expectation.challenge {
+        let error =
+            |code: &str| challenge.is_some_and(|c| c.starts_with("Bearer") && c.contains(code));
+        let challenge_matches = match self.expectation.challenge {
             Challenge::None => true,
             Challenge::Bare => {
                 challenge.is_some_and(|c| c.starts_with("Bearer") && !c.contains("error="))
             }
-            Challenge::InvalidToken => {
-                challenge.is_some_and(|c| c.contains("error=\"invalid_token\""))
-            }
+            Challenge::InvalidToken => error("error=\"invalid_token\""),
+            Challenge::InsufficientScope => error("error=\"insufficient_scope\""),
         };
-        if matches {
+        let leaked = self
+            .expectation
+            .must_strip
+            .is_some_and(|name| backend_received(headers, name));
+        if challenge_matches && !leaked {
             Outcome::Expected
         } else {
             Outcome::Unexpected
@@ -261,29 +540,64 @@ impl Classifier for ExpectationClassifier {
     }
 }
 
-/// The security verdict of a (gateway, token kind) cell.
+/// Whether the backend's answer says it received request header `name`
+/// ([`IDENTITY_HEADERS_RECEIVED`] lists the identity headers that reached it).
+pub fn backend_received(headers: &HeaderMap, name: &str) -> bool {
+    lists_header(
+        headers
+            .get_all(IDENTITY_HEADERS_RECEIVED)
+            .iter()
+            .filter_map(|value| value.to_str().ok()),
+        name,
+    )
+}
+
+/// Whether one of the comma-separated lists `values` (of [`IDENTITY_HEADERS_RECEIVED`]) names
+/// header `name`.
+pub fn lists_header<'a>(values: impl IntoIterator<Item = &'a str>, name: &str) -> bool {
+    values
+        .into_iter()
+        .flat_map(|list| list.split(','))
+        .any(|received| received.trim().eq_ignore_ascii_case(name))
+}
+
+/// The security verdict of a (gateway, scenario) cell, or of its cells over every rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Verdict {
-    /// Valid tokens admitted, every other kind refused.
+    /// Admitted what must be admitted, refused what must be refused, stripped what must be
+    /// stripped.
     Pass,
-    /// A token that must be refused was admitted.
+    /// A request that must be refused was admitted, or a forged header reached the backend.
     Gap,
-    /// A valid token was refused (availability, not security).
+    /// A request that must be admitted was refused (availability, not security).
     Fail,
-    /// The gateway does not authenticate (the no-auth baseline).
+    /// Not a question for this gateway (no authentication, or no policy routes).
     NotApplicable,
 }
 
-/// The verdict from the status counts of a cell.
-pub fn verdict(gateway: &GatewayProfile, kind: TokenKind, admitted: u64, refused: u64) -> Verdict {
-    if !gateway.authenticates {
+/// What the verdict is judged on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// 2xx answers.
+    pub admitted: u64,
+    /// 4xx answers.
+    pub refused: u64,
+    /// Answers whose backend received a header the gateway must strip.
+    pub leaked: u64,
+}
+
+/// The verdict from the counts of a cell (or of its cells over every rate).
+pub fn verdict(gateway: &GatewayProfile, scenario: Scenario, counts: Counts) -> Verdict {
+    if not_applicable(gateway, scenario).is_some() {
         return Verdict::NotApplicable;
     }
-    match kind {
-        TokenKind::Valid if refused > 0 || admitted == 0 => Verdict::Fail,
-        TokenKind::Valid => Verdict::Pass,
-        _ if admitted > 0 => Verdict::Gap,
+    if counts.leaked > 0 {
+        return Verdict::Gap;
+    }
+    match scenario.secure() {
+        Some(Secure::Admit) if counts.refused > 0 || counts.admitted == 0 => Verdict::Fail,
+        Some(Secure::Refuse) if counts.admitted > 0 => Verdict::Gap,
         _ => Verdict::Pass,
     }
 }
@@ -292,17 +606,35 @@ pub fn verdict(gateway: &GatewayProfile, kind: TokenKind, admitted: u64, refused
 mod tests {
     use super::*;
 
-    #[test]
-    fn names_round_trip() {
-        for scenario in KEYCLOAK_SCENARIOS.iter().chain(API_SCENARIOS.iter()) {
-            assert_eq!(Scenario::parse(&scenario.name()), Some(*scenario));
+    fn policy(name: &str) -> Scenario {
+        Scenario::parse(&format!("policy-{name}")).unwrap()
+    }
+
+    fn counts(admitted: u64, refused: u64, leaked: u64) -> Counts {
+        Counts {
+            admitted,
+            refused,
+            leaked,
         }
+    }
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        let names: Vec<String> = Scenario::all().map(Scenario::name).collect();
+        for scenario in Scenario::all() {
+            assert_eq!(Scenario::parse(&scenario.name()), Some(scenario));
+        }
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
         assert_eq!(Scenario::parse("api-nonsense"), None);
+        assert_eq!(names.len(), 4 + 8 + 8);
     }
 
     #[test]
     fn expectations_by_gateway() {
-        let at = |gateway: &str, kind| expectation(profile(gateway).unwrap(), kind);
+        let at = |gateway: &str, kind| expectation(profile(gateway).unwrap(), Scenario::Api(kind));
         assert_eq!(at("no-auth", TokenKind::Expired).status, 200);
         assert_eq!(at("jwt", TokenKind::Expired).status, 401);
         let gap = at("jwt-no-exp", TokenKind::Expired);
@@ -322,33 +654,265 @@ mod tests {
         );
     }
 
+    /// On /api/orders the policy gateway validates locally: it answers every API scenario as
+    /// `jwt` does.
+    #[test]
+    fn the_policy_gateway_answers_the_api_scenarios_as_jwt_does() {
+        let (jwt, policy) = (profile("jwt").unwrap(), profile("policy").unwrap());
+        for scenario in API_SCENARIOS {
+            assert_eq!(
+                expectation(policy, scenario),
+                expectation(jwt, scenario),
+                "{}",
+                scenario.name()
+            );
+            assert!(runs_on(policy, scenario) && not_applicable(policy, scenario).is_none());
+        }
+    }
+
+    #[test]
+    fn policy_expectations() {
+        let gateway = profile("policy").unwrap();
+        let cases = [
+            (
+                "public-no-token",
+                "/health",
+                200,
+                Challenge::None,
+                Secure::Admit,
+            ),
+            (
+                "api-no-token",
+                API_PATH,
+                401,
+                Challenge::Bare,
+                Secure::Refuse,
+            ),
+            ("api-partner", API_PATH, 200, Challenge::None, Secure::Admit),
+            (
+                "admin-partner",
+                "/admin/users",
+                401,
+                Challenge::InvalidToken,
+                Secure::Refuse,
+            ),
+            (
+                "admin-without-role",
+                "/admin/users",
+                403,
+                Challenge::InsufficientScope,
+                Secure::Refuse,
+            ),
+            (
+                "admin-with-role",
+                "/admin/users",
+                200,
+                Challenge::None,
+                Secure::Admit,
+            ),
+            (
+                "api-cross-realm",
+                API_PATH,
+                401,
+                Challenge::InvalidToken,
+                Secure::Refuse,
+            ),
+            (
+                "public-forged-identity",
+                "/health",
+                200,
+                Challenge::None,
+                Secure::Admit,
+            ),
+        ];
+        assert_eq!(cases.len(), POLICY_SCENARIOS.len());
+        for (name, path, status, challenge, secure) in cases {
+            let scenario = policy(name);
+            let expected = expectation(gateway, scenario);
+            assert_eq!(scenario.request().unwrap().path, path, "{name}");
+            assert_eq!((expected.status, expected.challenge), (status, challenge));
+            assert_eq!(scenario.secure(), Some(secure), "{name}");
+            assert_eq!(expected.known_gap, None, "{name}");
+        }
+        let forged = expectation(gateway, policy("public-forged-identity"));
+        assert_eq!(forged.must_strip, Some("x-jwt-sub"));
+        assert_eq!(
+            policy("public-forged-identity")
+                .request()
+                .unwrap()
+                .forged_header,
+            Some(("x-jwt-sub", "admin"))
+        );
+        assert_eq!(
+            policy("api-cross-realm").token_kind(),
+            Some(TokenKind::CrossRealm)
+        );
+    }
+
+    #[test]
+    fn policy_scenarios_run_on_the_policy_gateway_only() {
+        for gateway in &GATEWAYS {
+            for scenario in POLICY_SCENARIOS.iter().map(Scenario::Policy) {
+                assert_eq!(runs_on(gateway, scenario), gateway.name == "policy");
+                let reason = not_applicable(gateway, scenario);
+                if gateway.name == "policy" {
+                    assert_eq!(reason, None);
+                } else {
+                    assert_eq!(reason, Some("not a policy gateway"), "{}", gateway.name);
+                    assert_eq!(
+                        verdict(gateway, scenario, counts(10, 0, 10)),
+                        Verdict::NotApplicable
+                    );
+                }
+            }
+            assert!(!runs_on(gateway, Scenario::GenerateToken));
+        }
+        let no_auth = profile("no-auth").unwrap();
+        assert!(runs_on(no_auth, Scenario::Api(TokenKind::Expired)));
+        assert_eq!(
+            not_applicable(no_auth, Scenario::Api(TokenKind::Expired)),
+            Some("no authentication")
+        );
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                hyper::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        map
+    }
+
     #[test]
     fn classifier_checks_the_challenge() {
+        let jwt = profile("jwt").unwrap();
         let classifier = ExpectationClassifier {
-            expectation: expectation(profile("jwt").unwrap(), TokenKind::Expired),
+            expectation: expectation(jwt, Scenario::Api(TokenKind::Expired)),
         };
-        let mut headers = HeaderMap::new();
-        assert_eq!(classifier.classify(401, &headers), Outcome::Unexpected);
-        headers.insert(
-            hyper::header::WWW_AUTHENTICATE,
-            "Bearer realm=\"x\", error=\"invalid_token\""
-                .parse()
-                .unwrap(),
+        assert_eq!(classifier.classify(401, &headers(&[])), Outcome::Unexpected);
+        let invalid = headers(&[(
+            "www-authenticate",
+            "Bearer realm=\"x\", error=\"invalid_token\"",
+        )]);
+        assert_eq!(classifier.classify(401, &invalid), Outcome::Expected);
+        assert_eq!(classifier.classify(200, &invalid), Outcome::Unexpected);
+
+        let without_role = ExpectationClassifier {
+            expectation: expectation(profile("policy").unwrap(), policy("admin-without-role")),
+        };
+        let scope = headers(&[(
+            "www-authenticate",
+            "Bearer realm=\"tokengate\", error=\"insufficient_scope\", error_description=\"x\"",
+        )]);
+        assert_eq!(without_role.classify(403, &scope), Outcome::Expected);
+        assert_eq!(without_role.classify(403, &invalid), Outcome::Unexpected);
+        assert_eq!(
+            without_role.classify(403, &headers(&[])),
+            Outcome::Unexpected
         );
-        assert_eq!(classifier.classify(401, &headers), Outcome::Expected);
-        assert_eq!(classifier.classify(200, &headers), Outcome::Unexpected);
+        assert_eq!(without_role.classify(401, &scope), Outcome::Unexpected);
+    }
+
+    /// A status, the response headers, and how the classifier must judge them.
+    type ClassifierCase<'a> = (u16, &'a [(&'a str, &'a str)], Outcome);
+
+    /// The forged header is judged on what the backend says it received.
+    #[test]
+    fn classifier_catches_a_forged_header_that_reached_the_backend() {
+        let classifier = ExpectationClassifier {
+            expectation: expectation(profile("policy").unwrap(), policy("public-forged-identity")),
+        };
+        let cases: [ClassifierCase; 7] = [
+            (200, &[], Outcome::Expected),
+            (
+                200,
+                &[(IDENTITY_HEADERS_RECEIVED, "x-tokengate-route")],
+                Outcome::Expected,
+            ),
+            (
+                200,
+                &[(IDENTITY_HEADERS_RECEIVED, "x-jwt-subject,x-jwt-sub2")],
+                Outcome::Expected,
+            ),
+            (
+                200,
+                &[(IDENTITY_HEADERS_RECEIVED, "x-jwt-sub")],
+                Outcome::Unexpected,
+            ),
+            (
+                200,
+                &[(IDENTITY_HEADERS_RECEIVED, "x-tokengate-route, X-JWT-SUB")],
+                Outcome::Unexpected,
+            ),
+            (
+                200,
+                &[
+                    (IDENTITY_HEADERS_RECEIVED, "x-tokengate-route"),
+                    (IDENTITY_HEADERS_RECEIVED, "x-jwt-sub"),
+                ],
+                Outcome::Unexpected,
+            ),
+            (403, &[], Outcome::Unexpected),
+        ];
+        for (status, pairs, outcome) in cases {
+            assert_eq!(
+                classifier.classify(status, &headers(pairs)),
+                outcome,
+                "{status} {pairs:?}"
+            );
+        }
     }
 
     #[test]
     fn verdicts() {
         let jwt = profile("jwt").unwrap();
-        assert_eq!(verdict(jwt, TokenKind::Expired, 0, 10), Verdict::Pass);
-        assert_eq!(verdict(jwt, TokenKind::Expired, 1, 9), Verdict::Gap);
-        assert_eq!(verdict(jwt, TokenKind::Valid, 10, 0), Verdict::Pass);
-        assert_eq!(verdict(jwt, TokenKind::Valid, 9, 1), Verdict::Fail);
+        let expired = Scenario::Api(TokenKind::Expired);
+        let valid = Scenario::Api(TokenKind::Valid);
+        assert_eq!(verdict(jwt, expired, counts(0, 10, 0)), Verdict::Pass);
+        assert_eq!(verdict(jwt, expired, counts(1, 9, 0)), Verdict::Gap);
+        assert_eq!(verdict(jwt, valid, counts(10, 0, 0)), Verdict::Pass);
+        assert_eq!(verdict(jwt, valid, counts(9, 1, 0)), Verdict::Fail);
+        assert_eq!(verdict(jwt, valid, counts(0, 0, 0)), Verdict::Fail);
         assert_eq!(
-            verdict(profile("no-auth").unwrap(), TokenKind::Expired, 10, 0),
+            verdict(profile("no-auth").unwrap(), expired, counts(10, 0, 0)),
             Verdict::NotApplicable
         );
+    }
+
+    /// Admitting what must be refused (or letting the forged header through) is a GAP;
+    /// refusing what must be admitted is a FAIL.
+    #[test]
+    fn policy_verdicts() {
+        let gateway = profile("policy").unwrap();
+        let cases = [
+            ("public-no-token", counts(10, 0, 0), Verdict::Pass),
+            ("public-no-token", counts(9, 1, 0), Verdict::Fail),
+            ("api-no-token", counts(0, 10, 0), Verdict::Pass),
+            ("api-no-token", counts(1, 9, 0), Verdict::Gap),
+            ("api-partner", counts(10, 0, 0), Verdict::Pass),
+            ("api-partner", counts(0, 10, 0), Verdict::Fail),
+            ("admin-partner", counts(0, 10, 0), Verdict::Pass),
+            ("admin-partner", counts(10, 0, 0), Verdict::Gap),
+            ("admin-without-role", counts(0, 10, 0), Verdict::Pass),
+            ("admin-without-role", counts(3, 7, 0), Verdict::Gap),
+            ("admin-with-role", counts(10, 0, 0), Verdict::Pass),
+            ("admin-with-role", counts(0, 10, 0), Verdict::Fail),
+            ("api-cross-realm", counts(0, 10, 0), Verdict::Pass),
+            ("api-cross-realm", counts(1, 9, 0), Verdict::Gap),
+            ("public-forged-identity", counts(10, 0, 0), Verdict::Pass),
+            ("public-forged-identity", counts(10, 0, 1), Verdict::Gap),
+            ("public-forged-identity", counts(5, 5, 5), Verdict::Gap),
+            ("public-forged-identity", counts(5, 5, 0), Verdict::Fail),
+        ];
+        for (name, counts, expected) in cases {
+            assert_eq!(
+                verdict(gateway, policy(name), counts),
+                expected,
+                "{name} {counts:?}"
+            );
+        }
     }
 }
