@@ -92,19 +92,24 @@ struct RunArgs {
     /// Scenarios, comma-separated: generate-token, introspect-valid, introspect-expired,
     /// introspect-invalid, api-valid, api-expired, api-invalid-signature, api-malformed,
     /// api-missing, api-revoked, api-alg-none, api-wrong-audience. Default: all.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', env = "LOADTEST_SCENARIOS")]
     scenarios: Vec<String>,
     /// Target rates in requests per second, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "100,500,1000")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "100,500,1000",
+        env = "LOADTEST_RATES"
+    )]
     rates: Vec<f64>,
     /// Measured seconds per cell.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, env = "LOADTEST_DURATION")]
     duration: f64,
     /// Warm-up seconds per cell (same rate, not measured).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, env = "LOADTEST_WARMUP")]
     warmup: f64,
     /// Distinct tokens per token kind.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, env = "LOADTEST_POOL_SIZE")]
     pool_size: usize,
     /// Driver threads (each a current-thread runtime with its own connections).
     #[arg(long, default_value_t = 1)]

@@ -229,6 +229,18 @@ pub fn expectation(gateway: &GatewayProfile, kind: TokenKind) -> Expectation {
     }
 }
 
+/// The verdict a gateway must earn for `kind`: a GAP exactly where it is documented to have one
+/// (jwt-no-exp and expiry, local validation and revocation), a PASS everywhere else.
+pub fn expected_verdict(gateway: &GatewayProfile, kind: TokenKind) -> Verdict {
+    if !gateway.authenticates {
+        Verdict::NotApplicable
+    } else if expectation(gateway, kind).known_gap.is_some() {
+        Verdict::Gap
+    } else {
+        Verdict::Pass
+    }
+}
+
 /// Judges gateway responses against an expectation: the status, and for 401 the RFC 6750
 /// challenge.
 #[derive(Debug, Clone)]
@@ -337,6 +349,18 @@ mod tests {
         );
         assert_eq!(classifier.classify(401, &headers), Outcome::Expected);
         assert_eq!(classifier.classify(200, &headers), Outcome::Unexpected);
+    }
+
+    #[test]
+    fn expected_verdicts() {
+        let at = |gateway: &str, kind| expected_verdict(profile(gateway).unwrap(), kind);
+        assert_eq!(at("jwt-no-exp", TokenKind::Expired), Verdict::Gap);
+        assert_eq!(at("jwt-no-exp", TokenKind::Revoked), Verdict::Gap);
+        assert_eq!(at("jwt-no-exp", TokenKind::InvalidSignature), Verdict::Pass);
+        assert_eq!(at("jwt", TokenKind::Expired), Verdict::Pass);
+        assert_eq!(at("hybrid", TokenKind::Revoked), Verdict::Pass);
+        assert_eq!(at("hybrid", TokenKind::Valid), Verdict::Pass);
+        assert_eq!(at("no-auth", TokenKind::Expired), Verdict::NotApplicable);
     }
 
     #[test]
