@@ -111,7 +111,7 @@ pub struct GatewayProfile {
     pub known_insecure: bool,
 }
 
-pub const GATEWAYS: [GatewayProfile; 6] = [
+pub const GATEWAYS: [GatewayProfile; 7] = [
     GatewayProfile {
         name: "no-auth",
         authenticates: false,
@@ -157,6 +157,16 @@ pub const GATEWAYS: [GatewayProfile; 6] = [
         authenticates: true,
         checks_expiry: true,
         sees_revocation: true,
+        wrong_audience_status: 401,
+        known_insecure: false,
+    },
+    // Two providers and per-route rules (envoy/policy.yaml); the API scenarios' /api/orders
+    // takes either provider's token, validated locally, as `jwt` does.
+    GatewayProfile {
+        name: "policy",
+        authenticates: true,
+        checks_expiry: true,
+        sees_revocation: false,
         wrong_audience_status: 401,
         known_insecure: false,
     },
@@ -360,6 +370,8 @@ mod tests {
         assert_eq!(at("jwt", TokenKind::Expired), Verdict::Pass);
         assert_eq!(at("hybrid", TokenKind::Revoked), Verdict::Pass);
         assert_eq!(at("hybrid", TokenKind::Valid), Verdict::Pass);
+        assert_eq!(at("policy", TokenKind::Expired), Verdict::Pass);
+        assert_eq!(at("policy", TokenKind::Revoked), Verdict::Gap);
         assert_eq!(at("no-auth", TokenKind::Expired), Verdict::NotApplicable);
     }
 

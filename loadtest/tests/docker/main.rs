@@ -28,7 +28,7 @@ use stack::{Down, Stack, StackRun};
 
 /// The gateways the compose stack runs with, one full `up` each. A gateway needs a profile in
 /// `loadtest::matrix::scenario`: its expected verdicts come from there.
-const GATEWAYS: &[&str] = &["jwt-no-exp", "hybrid"];
+const GATEWAYS: &[&str] = &["jwt-no-exp", "hybrid", "policy"];
 
 /// The short matrix, through the variables the compose file passes to `loadtest run`: every
 /// token kind through the gateway, one rate, a few seconds each.
