@@ -97,11 +97,11 @@ struct RunArgs {
     /// only policy-public-no-token, policy-api-no-token, policy-api-partner,
     /// policy-admin-partner, policy-admin-without-role, policy-admin-with-role,
     /// policy-api-cross-realm, policy-public-forged-identity. Default: all.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', env = "LOADTEST_SCENARIOS")]
     scenarios: Vec<String>,
     /// Target rates of the API scenarios in requests per second, comma-separated; the policy
     /// scenarios too unless --policy-rates says otherwise.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', env = "LOADTEST_RATES")]
     rates: Vec<f64>,
     /// Rates of the policy scenarios.
     #[arg(long, value_delimiter = ',')]
@@ -110,13 +110,13 @@ struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     idp_rates: Vec<f64>,
     /// Measured seconds per cell.
-    #[arg(long)]
+    #[arg(long, env = "LOADTEST_DURATION")]
     duration: Option<f64>,
     /// Warm-up seconds per cell (same rate, not measured).
-    #[arg(long)]
+    #[arg(long, env = "LOADTEST_WARMUP")]
     warmup: Option<f64>,
     /// Distinct tokens per token kind.
-    #[arg(long)]
+    #[arg(long, env = "LOADTEST_POOL_SIZE")]
     pool_size: Option<usize>,
     /// Driver threads (each a current-thread runtime with its own connections).
     #[arg(long)]

@@ -1,7 +1,8 @@
 //! The compose stack, checked without a Docker engine: `docker-compose config` for every
 //! gateway, consistency with the native stack (same templates, renderer, realm, versions),
 //! the rendered configs through `envoy --mode validate` with the real filter, and hadolint on
-//! the Dockerfile. Broken variants of the compose file must be caught.
+//! the Dockerfiles (the kit's and the stand-in images'). Broken variants of the compose file
+//! must be caught.
 
 // A failed expectation in a test panics: that is how the test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -122,9 +123,18 @@ fn rendered_compose_configs_validate() -> Result<()> {
 fn the_dockerfile_passes_hadolint() -> Result<()> {
     let hadolint = root().join(".venv/bin/hadolint");
     ensure!(hadolint.exists(), "hadolint missing: run scripts/setup");
+    // The kit's Dockerfile and those of the stand-in images (compose/standins/).
+    let mut dockerfiles = vec![root().join("compose/Dockerfile")];
+    for entry in std::fs::read_dir(root().join("compose/standins"))? {
+        let candidate = entry?.path().join("Dockerfile");
+        if candidate.is_file() {
+            dockerfiles.push(candidate);
+        }
+    }
+    ensure!(dockerfiles.len() > 1, "no stand-in Dockerfiles found");
     let output = Command::new(&hadolint)
         .arg("--no-color")
-        .arg(root().join("compose/Dockerfile"))
+        .args(&dockerfiles)
         .output()?;
     ensure!(
         output.status.success(),

@@ -587,6 +587,19 @@ pub struct Counts {
     pub leaked: u64,
 }
 
+/// The verdict a gateway must earn for `scenario`: a GAP exactly where it is documented to
+/// have one (jwt-no-exp and expiry, local validation and revocation), not applicable where the
+/// matrix does not ask, a PASS everywhere else.
+pub fn expected_verdict(gateway: &GatewayProfile, scenario: Scenario) -> Verdict {
+    if not_applicable(gateway, scenario).is_some() {
+        Verdict::NotApplicable
+    } else if expectation(gateway, scenario).known_gap.is_some() {
+        Verdict::Gap
+    } else {
+        Verdict::Pass
+    }
+}
+
 /// The verdict from the counts of a cell (or of its cells over every rate).
 pub fn verdict(gateway: &GatewayProfile, scenario: Scenario, counts: Counts) -> Verdict {
     if not_applicable(gateway, scenario).is_some() {
@@ -864,6 +877,21 @@ mod tests {
                 "{status} {pairs:?}"
             );
         }
+    }
+
+    #[test]
+    fn expected_verdicts() {
+        let at =
+            |gateway: &str, kind| expected_verdict(profile(gateway).unwrap(), Scenario::Api(kind));
+        assert_eq!(at("jwt-no-exp", TokenKind::Expired), Verdict::Gap);
+        assert_eq!(at("jwt-no-exp", TokenKind::Revoked), Verdict::Gap);
+        assert_eq!(at("jwt-no-exp", TokenKind::InvalidSignature), Verdict::Pass);
+        assert_eq!(at("jwt", TokenKind::Expired), Verdict::Pass);
+        assert_eq!(at("hybrid", TokenKind::Revoked), Verdict::Pass);
+        assert_eq!(at("hybrid", TokenKind::Valid), Verdict::Pass);
+        assert_eq!(at("policy", TokenKind::Expired), Verdict::Pass);
+        assert_eq!(at("policy", TokenKind::Revoked), Verdict::Gap);
+        assert_eq!(at("no-auth", TokenKind::Expired), Verdict::NotApplicable);
     }
 
     #[test]

@@ -1,0 +1,198 @@
+//! The filter's OCI images as a registry serves them: Istio's WasmPlugin and Envoy Gateway pull
+//! `oci://…/tokengate:<version>` and expect one layer holding the module as `plugin.wasm`.
+//! Both images (`scripts/build-filter-image`) are pushed to the test run's own registry and
+//! read back through the registry API, the way those pullers read them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::Value;
+
+use super::stack::docker;
+
+/// Manifest media types a registry may answer with for a `docker build` image.
+const MANIFEST_TYPES: [&str; 2] = [
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+];
+const CONFIG_TYPES: [&str; 2] = [
+    "application/vnd.docker.container.image.v1+json",
+    "application/vnd.oci.image.config.v1+json",
+];
+/// Istio's "compat" image variant: a gzipped tar layer (Docker's or OCI's media type).
+const LAYER_TYPES: [&str; 2] = [
+    "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    "application/vnd.oci.image.layer.v1.tar+gzip",
+];
+const WASM_MAGIC: &[u8] = b"\0asm\x01\0\0\0";
+
+fn run(command: &mut Command) -> Result<Vec<u8>> {
+    let out = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    ensure!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(out.stdout)
+}
+
+fn get(runtime: &tokio::runtime::Runtime, url: &str) -> Result<loadtest::http::Response> {
+    let accept = MANIFEST_TYPES.join(", ");
+    let response = runtime.block_on(loadtest::http::get(url, &[("accept", &accept)]))?;
+    ensure!(
+        response.status == 200,
+        "GET {url}: {} {}",
+        response.status,
+        response.text()
+    );
+    Ok(response)
+}
+
+/// The file `kit` image carries at `path`.
+fn file_of_image(image: &str, path: &str, into: &Path) -> Result<Vec<u8>> {
+    let id = String::from_utf8(run(docker().args(["create", image]))?)?;
+    let id = id.trim();
+    let copied = run(docker().args(["cp", &format!("{id}:{path}")]).arg(into));
+    run(docker().args(["rm", id]))?;
+    copied?;
+    Ok(std::fs::read(into)?)
+}
+
+/// `wasm-validate` (wabt) with `flags`: whether the module validates.
+fn validates(wasm: &Path, flags: &[&str]) -> Result<bool> {
+    let status = Command::new("wasm-validate")
+        .args(flags)
+        .arg(wasm)
+        .output()
+        .context("running wasm-validate (Debian package wabt)")?
+        .status;
+    Ok(status.success())
+}
+
+pub fn check_images() -> Result<()> {
+    super::stack::daemon()?;
+    let registry = std::env::var("TOKENGATE_TEST_REGISTRY").context(
+        "TOKENGATE_TEST_REGISTRY (host:port of the test run's registry) is not set: run \
+         scripts/test-docker",
+    )?;
+    let version = env!("CARGO_PKG_VERSION");
+    let dir: PathBuf = loadtest::paths::run_dir("docker-oci");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let tested = file_of_image(
+        "tokengate-kit:local",
+        "/app/tokengate.wasm",
+        &dir.join("kit.wasm"),
+    )?;
+
+    for (tag, portable) in [
+        (version.to_owned(), false),
+        (format!("{version}-portable"), true),
+    ] {
+        let local = format!("tokengate:{tag}");
+        let remote = format!("{registry}/tokengate:{tag}");
+        run(docker().args(["tag", &local, &remote]))
+            .with_context(|| format!("{local} (scripts/build-filter-image builds it)"))?;
+        run(docker().args(["push", &remote]))?;
+
+        let base = format!("http://{registry}/v2/tokengate");
+        let response = get(&runtime, &format!("{base}/manifests/{tag}"))?;
+        let manifest = response.json()?;
+        let media_type = manifest["mediaType"].as_str().unwrap_or_default();
+        ensure!(
+            MANIFEST_TYPES.contains(&media_type)
+                && response.header("content-type") == Some(media_type)
+                && manifest["schemaVersion"] == 2,
+            "{remote}: manifest {manifest}"
+        );
+        ensure!(
+            CONFIG_TYPES.contains(&manifest["config"]["mediaType"].as_str().unwrap_or_default()),
+            "{remote}: config media type {}",
+            manifest["config"]["mediaType"]
+        );
+        let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
+        ensure!(
+            layers.len() == 1,
+            "{remote}: {} layers, one expected",
+            layers.len()
+        );
+        let layer = &layers[0];
+        ensure!(
+            LAYER_TYPES.contains(&layer["mediaType"].as_str().unwrap_or_default()),
+            "{remote}: layer media type {}",
+            layer["mediaType"]
+        );
+
+        let config: Value = get(
+            &runtime,
+            &format!(
+                "{base}/blobs/{}",
+                manifest["config"]["digest"].as_str().unwrap_or("")
+            ),
+        )?
+        .json()?;
+        ensure!(
+            config["rootfs"]["diff_ids"].as_array().map(Vec::len) == Some(1)
+                && config["os"] == "linux",
+            "{remote}: config {config}"
+        );
+
+        // The layer: exactly plugin.wasm, the module of the right build.
+        let digest = layer["digest"].as_str().unwrap_or_default();
+        let blob = get(&runtime, &format!("{base}/blobs/{digest}"))?.body;
+        let tarball = dir.join(format!("{tag}.tar.gz"));
+        std::fs::write(&tarball, &blob)?;
+        let sum = String::from_utf8(run(Command::new("sha256sum").arg(&tarball))?)?;
+        ensure!(
+            digest.strip_prefix("sha256:") == sum.split_whitespace().next(),
+            "{remote}: the layer does not match its digest {digest}"
+        );
+        let listing = String::from_utf8(run(Command::new("tar").arg("-tzf").arg(&tarball))?)?;
+        let entries: Vec<&str> = listing
+            .lines()
+            .map(|line| line.trim_start_matches("./"))
+            .filter(|line| !line.is_empty())
+            .collect();
+        ensure!(
+            entries == ["plugin.wasm"],
+            "{remote}: the layer holds {entries:?}, only plugin.wasm expected"
+        );
+        let wasm = run(Command::new("tar")
+            .arg("-xzOf")
+            .arg(&tarball)
+            .arg("plugin.wasm"))?;
+        ensure!(
+            wasm.starts_with(WASM_MAGIC),
+            "{remote}: plugin.wasm is not a wasm module"
+        );
+        let module = dir.join(format!("{tag}.wasm"));
+        std::fs::write(&module, &wasm)?;
+        if portable {
+            ensure!(
+                validates(&module, &["--disable-simd"])?,
+                "{remote}: the portable module uses SIMD"
+            );
+        } else {
+            ensure!(
+                wasm == tested,
+                "{remote}: plugin.wasm is not the filter the compose stack ran"
+            );
+            ensure!(
+                !validates(&module, &["--disable-simd"])?
+                    && validates(&module, &["--enable-relaxed-simd"])?,
+                "{remote}: plugin.wasm is not the fast (SIMD) build"
+            );
+        }
+        println!(
+            "== oci: {remote}: {media_type}, one layer ({}, {} bytes) holding plugin.wasm ({} bytes)",
+            layer["mediaType"].as_str().unwrap_or_default(),
+            blob.len(),
+            wasm.len()
+        );
+    }
+    Ok(())
+}
