@@ -205,5 +205,12 @@ fn main() -> std::io::Result<()> {
             0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 4, 0, 0, 0, 5, 0, 0, 5, 0, 0, 0, 0, 4,
         ],
     )?;
+    // logout: the unmutated logout token of each base in its form body, and raw bodies.
+    for at in 0..4u8 {
+        write(&root, "logout", &format!("token-{at}"), &[0, at])?;
+    }
+    write(&root, "logout", "form-escaped", &[0, 0, 0, 0, 0, 0, 1, 1])?;
+    write(&root, "logout", "body-two", b"\x01logout_token=a.b.c&logout_token=a.b.c")?;
+    write(&root, "logout", "body-escape", b"\x01state=1&logout%5Ftoken=e30.e30.%2B")?;
     Ok(())
 }

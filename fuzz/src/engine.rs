@@ -158,11 +158,14 @@ pub fn policy() -> Value {
     })
 }
 
-/// A fresh engine on [`policy`].
+/// A fresh engine on [`policy`] (parsed once: parsing its RSA keys costs more, under the
+/// fuzzer's instrumentation, than the decisions it is built for).
 pub fn engine() -> Engine {
-    let config =
-        config::parse(policy().to_string().as_bytes()).expect("the harness's policy is valid");
-    Engine::new(config)
+    static CONFIG: OnceLock<config::Config> = OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        config::parse(policy().to_string().as_bytes()).expect("the harness's policy is valid")
+    });
+    Engine::new(config.clone())
 }
 
 /// The harness's facts of tokengate's provider `index`. The configuration names providers in

@@ -72,10 +72,19 @@ pub fn run(data: &[u8]) {
         return;
     };
     for entry in set.entries() {
+        // The document's JWK for this entry: the only one with its kid (when several share a
+        // kid, as RFC 7517 §4.5 permits for keys of different types, which one a set keeps is
+        // not this check's concern).
         let jwk = match entry.kid.as_deref() {
-            Some(kid) => jwks
-                .iter()
-                .find(|jwk| jwk.get("kid").and_then(Value::as_str) == Some(kid)),
+            Some(kid) => {
+                let mut same = jwks
+                    .iter()
+                    .filter(|jwk| jwk.get("kid").and_then(Value::as_str) == Some(kid));
+                match (same.next(), same.next()) {
+                    (Some(jwk), None) => Some(jwk),
+                    _ => None,
+                }
+            }
             None if jwks.len() == 1 => jwks.first(),
             None => None,
         };

@@ -11,6 +11,7 @@ pub mod input;
 pub mod introspection;
 pub mod jwks;
 pub mod keys;
+pub mod logout;
 pub mod oracle;
 pub mod policy;
 pub mod token;
@@ -18,7 +19,7 @@ pub mod token_source;
 pub mod worker;
 
 /// Every target by name, for replaying seeds and artifacts.
-pub const TARGETS: [(&str, fn(&[u8])); 7] = [
+pub const TARGETS: [(&str, fn(&[u8])); 8] = [
     ("config", config::run),
     ("token_source", token_source::run),
     ("engine", engine::run),
@@ -26,4 +27,5 @@ pub const TARGETS: [(&str, fn(&[u8])); 7] = [
     ("introspection", introspection::run),
     ("policy", policy::run),
     ("worker", worker::run),
+    ("logout", logout::run),
 ];

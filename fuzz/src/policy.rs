@@ -325,6 +325,7 @@ pub fn run(data: &[u8]) {
         let request = Request {
             headers,
             route: route.clone(),
+            body_follows: false,
         };
         let evaluation = engine.authenticate(&request, NOW);
         let expected_rule = rules.iter().position(|rule| {

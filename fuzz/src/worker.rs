@@ -308,6 +308,7 @@ impl Run {
                 self.waiting.insert(context, (side, sent));
             }
             Step::Reply(response) => oracle::check_response(&response),
+            Step::ReadBody => panic!("request {context} reads its body, with no logout endpoint"),
             Step::Forward(admission) => {
                 let Side { host, worker, .. } = &mut self.sides[side];
                 worker.apply_admission(host, &admission);
@@ -593,6 +594,7 @@ fn describe(step: &Step) -> String {
         Step::Forward(admission) => format!("forward {:?}", admission.rule),
         Step::Reply(response) => format!("reply {}", response.status),
         Step::Wait => "wait".to_owned(),
+        Step::ReadBody => "read body".to_owned(),
     }
 }
 
