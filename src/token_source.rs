@@ -100,19 +100,21 @@ pub fn strip_update(source: &TokenSource, headers: &HeaderList) -> Option<Header
     match source {
         TokenSource::Header { name, .. } => Some(HeaderUpdate::Remove(name.clone())),
         TokenSource::Query { name } => {
+            // Bytes, not text: `extract` reads a token from a path that is not UTF-8 too, and
+            // such a token must not reach the upstream either.
             let path = header_values(headers, ":path").next()?;
-            let path = std::str::from_utf8(path).ok()?;
-            let (base, query) = path.split_once('?')?;
-            let kept: Vec<&str> = query
-                .split('&')
-                .filter(|pair| pair.split('=').next() != Some(name.as_str()))
+            let at = path.iter().position(|b| *b == b'?')?;
+            let (base, query) = (&path[..at], &path[at + 1..]);
+            let kept: Vec<&[u8]> = query
+                .split(|b| *b == b'&')
+                .filter(|pair| pair.split(|b| *b == b'=').next() != Some(name.as_bytes()))
                 .collect();
-            let new_path = if kept.is_empty() {
-                base.to_owned()
-            } else {
-                format!("{base}?{}", kept.join("&"))
-            };
-            Some(HeaderUpdate::Set(":path".to_owned(), new_path))
+            let mut new_path = base.to_vec();
+            if !kept.is_empty() {
+                new_path.push(b'?');
+                new_path.extend(kept.join(&b'&'));
+            }
+            Some(HeaderUpdate::Set(":path".to_owned(), path_text(new_path)))
         }
         TokenSource::Cookie { name } => {
             let kept: Vec<&str> = header_values(headers, "cookie")
@@ -128,6 +130,23 @@ pub fn strip_update(source: &TokenSource, headers: &HeaderList) -> Option<Header
             })
         }
     }
+}
+
+/// A rewritten path as header text: unchanged when UTF-8, else with its non-ASCII bytes
+/// percent-encoded (the same request-target to an RFC 3986 server; raw bytes above 0x7f are
+/// not valid in one anyway).
+fn path_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|err| {
+        let mut text = String::new();
+        for byte in err.into_bytes() {
+            if byte.is_ascii() {
+                text.push(char::from(byte));
+            } else {
+                text.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        text
+    })
 }
 
 fn header_values<'h, 'n>(
@@ -339,6 +358,18 @@ mod tests {
         assert_eq!(
             strip_update(&query, &list),
             Some(HeaderUpdate::Set(":path".into(), "/api".into()))
+        );
+
+        // Found by fuzzing: a token in the query of a path that is not UTF-8 was extracted,
+        // but no update removed it, so it reached the upstream.
+        let list = vec![(
+            ":path".to_owned(),
+            b"/a\xb9?x=1&access_token=abc&y=\xff".to_vec(),
+        )];
+        assert_eq!(extract(&query, &list), Ok(Some("abc")));
+        assert_eq!(
+            strip_update(&query, &list),
+            Some(HeaderUpdate::Set(":path".into(), "/a%B9?x=1&y=%FF".into()))
         );
 
         let cookie = TokenSource::Cookie { name: "at".into() };

@@ -40,16 +40,27 @@ pub fn join(prefix: &str, field: &str) -> String {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "invalid configuration: {}", self.problem)
+        f.write_str("invalid configuration: ")?;
+        if !self.field.is_empty() {
+            f.write_str("field `")?;
+            write_escaped(f, &self.field)?;
+            f.write_str("`: ")?;
+        }
+        write_escaped(f, &self.problem)
+    }
+}
+
+/// Field names and problems quote the configuration's own text (a provider's name, say):
+/// control characters are escaped so that the error stays one log line.
+fn write_escaped(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    for c in text.chars() {
+        if c.is_control() {
+            write!(f, "{}", c.escape_default())?;
         } else {
-            write!(
-                f,
-                "invalid configuration: field `{}`: {}",
-                self.field, self.problem
-            )
+            write!(f, "{c}")?;
         }
     }
+    Ok(())
 }
 
 impl std::error::Error for ConfigError {}

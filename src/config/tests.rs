@@ -565,3 +565,16 @@ fn unknown_field_message_lists_the_known_ones() {
     let err = parse_value(&with(|c| c["claims_to_verfy"] = json!(["exp"]))).unwrap_err();
     assert!(err.problem.contains("claims_to_verify"), "{}", err.problem);
 }
+
+/// Found by fuzzing: an error quoting the configuration's own text (here a provider's name)
+/// carried its newline into the log.
+#[test]
+fn errors_stay_one_line() {
+    let config = json!({"providers": {"a\nb\u{1b}": minimal()}});
+    let err = match parse(config.to_string().as_bytes()) {
+        Err(err) => err.to_string(),
+        Ok(_) => String::from("accepted"),
+    };
+    assert!(!err.chars().any(char::is_control), "{err:?}");
+    assert!(err.contains("a\\nb\\u{1b}"), "{err:?}");
+}

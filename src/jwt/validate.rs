@@ -8,6 +8,7 @@
 
 use std::cell::OnceCell;
 
+use base64ct::{Base64UrlUnpadded, Encoding};
 use jwt_compact::{Claims, ParseError, TimeOptions, UntrustedToken, ValidationError};
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
@@ -66,11 +67,142 @@ impl Verified {
     }
 }
 
-/// Header fields jwt-compact does not model but the validator must see.
-#[derive(Debug, Clone, Deserialize)]
-pub struct HeaderExtensions {
-    crit: Option<IgnoredAny>,
-    b64: Option<Value>,
+/// Registered header parameters (RFC 7515 §4.1, RFC 7797 §3) and the JSON type each must
+/// have when present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeaderParameter {
+    String,
+    Object,
+    StringArray,
+    Boolean,
+    /// `crit`: whatever it holds, it names extensions the gateway does not understand.
+    Critical,
+}
+
+/// The registered parameters, in the order of their bit in the set of names seen.
+const REGISTERED_HEADER: [(&str, HeaderParameter); 12] = [
+    ("alg", HeaderParameter::String),
+    ("kid", HeaderParameter::String),
+    ("typ", HeaderParameter::String),
+    ("cty", HeaderParameter::String),
+    ("jku", HeaderParameter::String),
+    ("x5u", HeaderParameter::String),
+    ("x5t", HeaderParameter::String),
+    ("x5t#S256", HeaderParameter::String),
+    ("jwk", HeaderParameter::Object),
+    ("x5c", HeaderParameter::StringArray),
+    ("b64", HeaderParameter::Boolean),
+    ("crit", HeaderParameter::Critical),
+];
+
+/// What the strict reading of a header found that the caller must act on.
+#[derive(Debug, Default)]
+struct HeaderFacts {
+    critical: bool,
+    b64: Option<bool>,
+}
+
+/// The JOSE header read strictly: a JSON object without duplicate names whose registered
+/// parameters have their registered types. jwt-compact reads `"kid": null` (and `typ`, `cty`,
+/// `crit`, `b64` as null) as absent and keeps the last of two equal unknown names; a value
+/// of the wrong type must be refused, not mistaken for no value (a null `kid` would select
+/// the single key of a set without one, a null `typ` pass as an access token).
+struct StrictHeader(HeaderFacts);
+
+impl<'de> Deserialize<'de> for StrictHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HeaderVisitor;
+        impl<'de> Visitor<'de> for HeaderVisitor {
+            type Value = StrictHeader;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JOSE header object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<StrictHeader, A::Error> {
+                let mut facts = HeaderFacts::default();
+                let mut registered_seen = 0u16;
+                let mut others: Vec<String> = Vec::new();
+                while let Some(name) = access.next_key::<String>()? {
+                    let Some(index) = REGISTERED_HEADER.iter().position(|(n, _)| *n == name) else {
+                        if others.contains(&name) {
+                            return Err(de::Error::custom("duplicate header parameter"));
+                        }
+                        others.push(name);
+                        access.next_value::<IgnoredAny>()?;
+                        continue;
+                    };
+                    if registered_seen & (1 << index) != 0 {
+                        return Err(de::Error::custom("duplicate header parameter"));
+                    }
+                    registered_seen |= 1 << index;
+                    match REGISTERED_HEADER[index].1 {
+                        HeaderParameter::String => {
+                            access.next_value::<JsonString>()?;
+                        }
+                        HeaderParameter::Object => {
+                            access.next_value::<Map<String, Value>>()?;
+                        }
+                        HeaderParameter::StringArray => {
+                            access.next_value::<Vec<JsonString>>()?;
+                        }
+                        HeaderParameter::Boolean => facts.b64 = Some(access.next_value::<bool>()?),
+                        HeaderParameter::Critical => {
+                            access.next_value::<IgnoredAny>()?;
+                            facts.critical = true;
+                        }
+                    }
+                }
+                Ok(StrictHeader(facts))
+            }
+        }
+        deserializer.deserialize_map(HeaderVisitor)
+    }
+}
+
+/// A JSON string, and nothing else (not null): read and dropped.
+struct JsonString;
+
+impl<'de> Deserialize<'de> for JsonString {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StringVisitor;
+        impl Visitor<'_> for StringVisitor {
+            type Value = JsonString;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<JsonString, E> {
+                Ok(JsonString)
+            }
+        }
+        deserializer.deserialize_str(StringVisitor)
+    }
+}
+
+/// Reads the header segment (known to be canonical base64url: jwt-compact decoded it) strictly.
+fn strict_header(segment: &str) -> Result<HeaderFacts, Rejection> {
+    let json = Base64UrlUnpadded::decode_vec(segment)
+        .map_err(|_| Rejection::Malformed(MalformedToken::Base64))?;
+    serde_json::from_slice::<StrictHeader>(&json)
+        .map(|header| header.0)
+        .map_err(|_| Rejection::Malformed(MalformedToken::Header))
+}
+
+/// RFC 7519 §4.1: `iss`, `sub` and `jti` are strings, `aud` a string or an array of strings,
+/// when present (null is a value of the wrong type, not an absent claim). The time claims are
+/// numbers already: jwt-compact refuses anything else. Checked whatever the configuration asks
+/// of these claims, so that no configuration reads a claim of the wrong type as absent.
+fn check_claim_types(claims: &Map<String, Value>) -> Result<(), Rejection> {
+    let wrong_type = Err(Rejection::Malformed(MalformedToken::ClaimType));
+    for name in ["iss", "sub", "jti"] {
+        match claims.get(name) {
+            None | Some(Value::String(_)) => {}
+            Some(_) => return wrong_type,
+        }
+    }
+    match claims.get("aud") {
+        None | Some(Value::String(_)) => Ok(()),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(()),
+        Some(_) => wrong_type,
+    }
 }
 
 /// The claims object; duplicate names are refused (RFC 7515 §5.2 lets parsers reject them,
@@ -102,11 +234,12 @@ impl<'de> Deserialize<'de> for ClaimSet {
 }
 
 /// A token that passed the structural checks: size, three canonical base64url segments, a
-/// JOSE header without `crit` or `b64: false`. Its claims are parsed on first use and kept,
-/// so choosing a provider by the unverified `iss` and validating with it parse once.
+/// JOSE header without duplicate names, with registered parameters of their registered types,
+/// and without `crit` or `b64: false`. Its claims are parsed on first use and kept, so
+/// choosing a provider by the unverified `iss` and validating with it parse once.
 pub struct Parsed<'t> {
     token: &'t str,
-    untrusted: UntrustedToken<'t, HeaderExtensions>,
+    untrusted: UntrustedToken<'t>,
     claims: OnceCell<Result<Claims<ClaimSet>, Rejection>>,
 }
 
@@ -124,7 +257,7 @@ impl<'t> Parsed<'t> {
             4 => return Err(Rejection::Malformed(MalformedToken::Encrypted)),
             _ => return Err(Rejection::Malformed(MalformedToken::Structure)),
         }
-        let untrusted = UntrustedToken::<HeaderExtensions>::try_from(token).map_err(|err| {
+        let untrusted = UntrustedToken::try_from(token).map_err(|err| {
             Rejection::Malformed(match err {
                 ParseError::InvalidTokenStructure => MalformedToken::Structure,
                 ParseError::InvalidBase64Encoding => MalformedToken::Base64,
@@ -132,13 +265,12 @@ impl<'t> Parsed<'t> {
                 _ => MalformedToken::Header,
             })
         })?;
-        let header = untrusted.header();
-        if header.other_fields.crit.is_some() {
+        let header_segment = token.split('.').next().unwrap_or_default();
+        let header = strict_header(header_segment)?;
+        if header.critical {
             return Err(Rejection::Malformed(MalformedToken::CriticalHeader));
         }
-        if let Some(b64) = &header.other_fields.b64
-            && b64 != &Value::Bool(true)
-        {
+        if header.b64 == Some(false) {
             return Err(Rejection::Malformed(MalformedToken::UnencodedPayload));
         }
         Ok(Parsed {
@@ -215,6 +347,7 @@ pub fn verify(
     let claims = parsed.claims()?;
     let custom = &claims.custom.0;
 
+    check_claim_types(custom)?;
     check_issuer(provider, custom.get("iss"))?;
     check_audience(provider, custom.get("aud"))?;
     check_payload_type(provider, custom.get("typ"), header_type)?;

@@ -58,8 +58,12 @@ fn percent_decode(text: &str) -> Option<String> {
         match bytes[at] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = std::str::from_utf8(bytes.get(at + 1..at + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                // Two hex digits exactly: `from_str_radix` alone would take a sign (`%+4`).
+                let hex = bytes.get(at + 1..at + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
                 at += 2;
             }
             other => out.push(other),
@@ -141,6 +145,8 @@ mod tests {
             b"logout_token=a&logout_token=b",
             b"logout_token=%zz",
             b"logout_token=%e9",
+            // Found by fuzzing: a sign is no hex digit.
+            b"logout_token=a%+41",
             b"\xff",
         ] {
             assert_eq!(
