@@ -284,6 +284,18 @@ fn forged_logout_tokens_get_400_and_revoke_nothing() {
             "The logout token has no back-channel logout event",
         ),
         (
+            "aud mixing strings and numbers",
+            valid()
+                .claim("aud", json!(["app", 7]))
+                .sign(TestKey::rsa_a()),
+            "The logout token is malformed",
+        ),
+        (
+            "sid of the wrong type",
+            valid().claim("sid", 7).sign(TestKey::rsa_a()),
+            "The logout token is malformed",
+        ),
+        (
             "a nonce",
             valid().claim("nonce", "n-0S6").sign(TestKey::rsa_a()),
             "The logout token carries a nonce",

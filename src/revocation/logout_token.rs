@@ -223,6 +223,18 @@ fn check_claims(
     now: i64,
 ) -> Result<(), LogoutError> {
     let custom = &claims.custom;
+    // As for access tokens (RFC 7519 §4.1): a registered claim of the wrong type is refused,
+    // never read as absent (`"sid": 7` must not turn a session logout into a subject one).
+    for name in ["iss", "sub", "sid", "jti"] {
+        if custom.get(name).is_some_and(|value| !value.is_string()) {
+            return Err(LogoutError::Malformed);
+        }
+    }
+    if let Some(Value::Array(list)) = custom.get("aud")
+        && !list.iter().all(Value::is_string)
+    {
+        return Err(LogoutError::Malformed);
+    }
     if custom.get("iss").and_then(Value::as_str) != Some(provider.issuer.as_str()) {
         return Err(LogoutError::Issuer);
     }
