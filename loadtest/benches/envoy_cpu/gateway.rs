@@ -56,6 +56,9 @@ pub(crate) struct ScenarioResult {
     pub(crate) expected_status: u16,
     pub(crate) measurement: Measurement,
     pub(crate) cache: Option<CacheCounts>,
+    /// Envoy µs per request of every round of this scenario, in run order (the result itself
+    /// is the median round's).
+    pub(crate) rounds_us: Vec<f64>,
 }
 
 impl ScenarioResult {
@@ -115,6 +118,7 @@ impl ScenarioResult {
             "seconds": self.seconds(),
             "requests_per_second": self.requests_per_second(),
             "envoy_cpu_us_per_request": if us_per_request.is_finite() { json!(us_per_request) } else { Value::Null },
+            "envoy_cpu_us_per_request_rounds": self.rounds_us,
             "envoy_cpu_user_s": m.envoy.process.user.as_secs_f64(),
             "envoy_cpu_system_s": m.envoy.process.system.as_secs_f64(),
             "envoy_cpu_percent": m.envoy.process_share() * 100.0,
@@ -345,6 +349,7 @@ pub(crate) fn run_scenario(
         expected_status: scenario.expected_status,
         measurement,
         cache,
+        rounds_us: Vec::new(),
     })
 }
 
@@ -418,4 +423,34 @@ pub(crate) async fn end_sessions(
         }
     }
     Ok(())
+}
+
+/// Each scenario's median round (by Envoy µs per request), carrying every round's figure.
+pub(crate) fn median_rounds(rounds: Vec<Vec<ScenarioResult>>) -> Vec<ScenarioResult> {
+    let mut by_scenario: Vec<Vec<ScenarioResult>> = Vec::new();
+    for round in rounds {
+        for (index, result) in round.into_iter().enumerate() {
+            match by_scenario.get_mut(index) {
+                Some(results) => results.push(result),
+                None => by_scenario.push(vec![result]),
+            }
+        }
+    }
+    by_scenario
+        .into_iter()
+        .filter_map(|mut results| {
+            let rounds_us: Vec<f64> = results
+                .iter()
+                .map(ScenarioResult::envoy_us_per_request)
+                .collect();
+            results.sort_by(|a, b| {
+                a.envoy_us_per_request()
+                    .total_cmp(&b.envoy_us_per_request())
+            });
+            let middle = results.len() / 2;
+            let mut median = results.into_iter().nth(middle)?;
+            median.rounds_us = rounds_us;
+            Some(median)
+        })
+        .collect()
 }

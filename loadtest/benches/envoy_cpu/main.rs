@@ -25,6 +25,7 @@
 //! | `--warmup SECS` | `ENVOY_CPU_WARMUP` | 1 |
 //! | `--connections N` | `ENVOY_CPU_CONNECTIONS` | 16 |
 //! | `--tokens N` (distinct tokens for the unique scenarios) | `ENVOY_CPU_TOKENS` | 12000 |
+//! | `--rounds N` (the scenario list N times, interleaved; each scenario reports its median round and the spread) | `ENVOY_CPU_ROUNDS` | 1 |
 //! | `--direct-response` (Envoy answers 200 itself, no backend: only the filters' and Envoy's own work per request) | `ENVOY_CPU_DIRECT_RESPONSE=1` | off |
 //!
 //! The load comes from this process: one tokio thread, one task per connection, each with a
@@ -106,7 +107,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKEND_THREADS: usize = 2;
 
 const USAGE: &str = "usage: cargo bench -p loadtest --bench envoy_cpu -- \
-    [--only SCENARIO,...] [--window SECS] [--warmup SECS] [--connections N] [--tokens N] [--direct-response]";
+    [--only SCENARIO,...] [--window SECS] [--warmup SECS] [--connections N] [--tokens N] [--rounds N] [--direct-response]";
 
 /// Which tokens a scenario sends.
 mod gateway;
@@ -227,18 +228,28 @@ fn run() -> Result<()> {
         .build()
         .context("building the client runtime")?;
 
-    let mut results = Vec::new();
-    for scenario in &options.scenarios {
-        eprintln!("running {} ...", scenario.name);
-        let result = run_scenario(&runtime, &stack, &tokens, &options, scenario)?;
-        eprintln!(
-            "  {} requests, {:.0} req/s, {:.1} µs Envoy CPU per request",
-            result.requests(),
-            result.requests_per_second(),
-            result.envoy_us_per_request()
-        );
-        results.push(result);
+    // Rounds interleave the scenarios, so a slow minute of a shared machine lands on every
+    // scenario alike rather than on whichever ran then.
+    let mut rounds = Vec::new();
+    for round in 1..=options.rounds {
+        let mut results = Vec::new();
+        for scenario in &options.scenarios {
+            eprintln!(
+                "running {} (round {round} of {}) ...",
+                scenario.name, options.rounds
+            );
+            let result = run_scenario(&runtime, &stack, &tokens, &options, scenario)?;
+            eprintln!(
+                "  {} requests, {:.0} req/s, {:.1} µs Envoy CPU per request",
+                result.requests(),
+                result.requests_per_second(),
+                result.envoy_us_per_request()
+            );
+            results.push(result);
+        }
+        rounds.push(results);
     }
+    let results = median_rounds(rounds);
 
     print_table(&results);
     let json_path = target_dir().join("bench/envoy_cpu.json");

@@ -10,6 +10,8 @@ pub(crate) struct Options {
     pub(crate) unique_tokens: usize,
     /// Answer from Envoy's route (`direct_response`) instead of proxying to the backend.
     pub(crate) direct_response: bool,
+    /// Times the whole scenario list runs, interleaved; each scenario reports its median round.
+    pub(crate) rounds: usize,
 }
 
 pub(crate) fn parse_options() -> Result<Options> {
@@ -19,6 +21,7 @@ pub(crate) fn parse_options() -> Result<Options> {
     let mut warmup = env("ENVOY_CPU_WARMUP");
     let mut connections = env("ENVOY_CPU_CONNECTIONS");
     let mut tokens = env("ENVOY_CPU_TOKENS");
+    let mut rounds = env("ENVOY_CPU_ROUNDS");
     let mut direct_response = env("ENVOY_CPU_DIRECT_RESPONSE").is_some_and(|v| v != "0");
 
     let mut args = std::env::args().skip(1);
@@ -39,6 +42,7 @@ pub(crate) fn parse_options() -> Result<Options> {
             "--warmup" => warmup = Some(value()?),
             "--connections" => connections = Some(value()?),
             "--tokens" => tokens = Some(value()?),
+            "--rounds" => rounds = Some(value()?),
             "--direct-response" => direct_response = true,
             // cargo bench passes --bench to every bench binary.
             "--bench" => {}
@@ -70,7 +74,12 @@ pub(crate) fn parse_options() -> Result<Options> {
     if unique_tokens == 0 {
         bail!("--tokens must be at least 1");
     }
+    let rounds = parse_number(rounds.as_deref(), "rounds", 1)?;
+    if rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
     Ok(Options {
+        rounds,
         scenarios,
         window: parse_seconds(window.as_deref(), "window", 5.0)?,
         warmup: parse_seconds(warmup.as_deref(), "warmup", 1.0)?,

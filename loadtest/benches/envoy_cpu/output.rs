@@ -5,7 +5,7 @@ use super::*;
 pub(crate) fn print_table(results: &[ScenarioResult]) {
     println!();
     println!(
-        "{:<20} {:>9} {:>9} {:>13} {:>10} {:>11} {:>12} {:>10} {:>11} {:>11}",
+        "{:<20} {:>9} {:>9} {:>13} {:>10} {:>11} {:>12} {:>10} {:>11} {:>11}  rounds µs/req",
         "scenario",
         "requests",
         "req/s",
@@ -23,8 +23,14 @@ pub(crate) fn print_table(results: &[ScenarioResult]) {
             || "-".to_owned(),
             |c| format!("{:.1}%", c.hit_share() * 100.0),
         );
+        let rounds = r
+            .rounds_us
+            .iter()
+            .map(|us| format!("{us:.1}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         println!(
-            "{:<20} {:>9} {:>9.0} {:>13.1} {:>9.1}% {:>10.1}% {:>11.1}% {:>9.1}% {:>11} {:>11}",
+            "{:<20} {:>9} {:>9.0} {:>13.1} {:>9.1}% {:>10.1}% {:>11.1}% {:>9.1}% {:>11} {:>11}  {}",
             r.name,
             r.requests(),
             r.requests_per_second(),
@@ -34,7 +40,8 @@ pub(crate) fn print_table(results: &[ScenarioResult]) {
             m.backend.process_share() * 100.0,
             r.other_share() * 100.0,
             r.bad(),
-            cache
+            cache,
+            rounds
         );
     }
     println!();
@@ -200,6 +207,7 @@ pub(crate) fn write_json(
         "window_s": options.window.as_secs_f64(),
         "warmup_s": options.warmup.as_secs_f64(),
         "connections": options.connections,
+        "rounds": options.rounds,
         "direct_response": options.direct_response,
         "token_mint_s": tokens.mint_time.map(|d| d.as_secs_f64()),
         "scenarios": results.iter().map(ScenarioResult::to_json).collect::<Vec<_>>(),
