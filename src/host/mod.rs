@@ -466,23 +466,41 @@ fn carry_out(worker: &SharedWorker, resumptions: Vec<Resumption>, home: u32) {
     let _ = abi::set_effective_context(home);
 }
 
-/// What the worker needs of the request: one host call per single-valued header, one for all
-/// the headers whose every entry counts, and the route name when a rule matches on it.
+/// What the worker needs of the request. Every host call costs (in Envoy's V8 a call that
+/// copies a value out is worth microseconds), so when some header counts with every entry, the
+/// one call that reads them all also answers the single-valued ones (a policy's `:path`,
+/// `:method`, `:authority`); otherwise each single-valued header is one call.
 fn read_request(needs: &RequestNeeds, body_follows: bool) -> Result<Request, Status> {
+    let wants_every_entry = needs
+        .headers
+        .iter()
+        .any(|read| matches!(read, HeaderRead::All(_)));
+    let pairs = if wants_every_entry {
+        Some(abi::get_map_pairs(MapType::HttpRequestHeaders)?)
+    } else {
+        None
+    };
     let mut headers = Vec::new();
     let mut every_entry: Vec<&str> = Vec::new();
     for read in &needs.headers {
         match read {
             HeaderRead::One(name) => {
-                if let Some(value) = abi::get_map_value(MapType::HttpRequestHeaders, name)? {
+                // The host's single-value read answers with the first entry, as this does.
+                let value = match &pairs {
+                    Some(pairs) => pairs
+                        .iter()
+                        .find(|(header, _)| header == name)
+                        .map(|(_, value)| value.clone()),
+                    None => abi::get_map_value(MapType::HttpRequestHeaders, name)?,
+                };
+                if let Some(value) = value {
                     headers.push((name.clone(), value));
                 }
             }
             HeaderRead::All(name) => every_entry.push(name),
         }
     }
-    if !every_entry.is_empty() {
-        let mut pairs = abi::get_map_pairs(MapType::HttpRequestHeaders)?;
+    if let Some(mut pairs) = pairs {
         pairs.retain(|(header, _)| every_entry.contains(&header.as_str()));
         headers.extend(pairs);
     }
