@@ -187,6 +187,9 @@ struct Rules {
     recovery: Duration,
     /// Good tokens may be refused (503) during the fault (introspection) or never (local keys).
     valid_may_fail: bool,
+    /// `on_idp_error: allow`: while the IdP cannot answer, a revoked token is admitted too
+    /// (degraded, as documented); a good one must then never be refused.
+    fail_open: bool,
 }
 
 /// One gateway through every fault, under load; figures per fault.
@@ -321,6 +324,7 @@ fn figures_of(
         let allowed: &[u16] = match record.kind {
             Kind::Valid if faulty && rules.valid_may_fail => &[200, 503],
             Kind::Valid => &[200],
+            Kind::Refused if faulty && rules.fail_open => &[200, 401],
             Kind::Refused => &[401, 503],
             Kind::Forged => &[401],
         };
@@ -407,45 +411,61 @@ fn introspect() -> Result<Vec<FaultFigures>> {
         worst_valid: CALL_TIMEOUT + MARGIN,
         recovery: CALL_TIMEOUT + MARGIN,
         valid_may_fail: true,
+        fail_open: false,
     };
     run(&mut rig, templates, &rules, false)
 }
 
 /// `hybrid`, its answers not cached (a cached answer would hide the fault): local checks first,
-/// so a forged token is 401 whatever the IdP does; a revoked one is never admitted.
-fn hybrid() -> Result<Vec<FaultFigures>> {
-    let patch = json!({"introspection": {
+/// so a forged token is 401 whatever the IdP does; a revoked one is never admitted unless
+/// `fail_open` (`on_idp_error: allow`) and the IdP cannot answer.
+fn hybrid(name: &'static str, fail_open: bool) -> Result<Vec<FaultFigures>> {
+    let mut patch = json!({"introspection": {
         "timeout_ms": CALL_TIMEOUT.as_millis() as u64,
         "cache_ttl_seconds": 0, "negative_cache_ttl_seconds": 0,
     }});
-    let mut rig = Rig::start("hybrid", GatewaySpec::new("hybrid").patch(patch))?;
+    if fail_open {
+        patch["on_idp_error"] = "allow".into();
+    }
+    let mut rig = Rig::start(name, GatewaySpec::new("hybrid").patch(patch))?;
     wait_for_keys(&rig)?;
     let revoked = rig.token().claim("jti", "revoked").sign(TestKey::rsa_a());
     rig.revoke(&revoked)?;
-    let mut templates: Vec<_> = (0..8)
-        .map(|i| {
-            (
-                Kind::Valid,
-                bearer(
-                    &rig.token()
-                        .claim("jti", format!("good-{i}"))
-                        .sign(TestKey::rsa_a()),
-                ),
-            )
-        })
-        .collect();
+    let good = |i| {
+        rig.token()
+            .claim("jti", format!("good-{i}"))
+            .sign(TestKey::rsa_a())
+    };
+    let mut templates: Vec<_> = (0..8).map(|i| (Kind::Valid, bearer(&good(i)))).collect();
     templates.push((Kind::Refused, bearer(&revoked)));
-    templates.push((
-        Kind::Forged,
-        bearer(&tamper_signature(&rig.token().sign(TestKey::rsa_a()))),
-    ));
+    let forged = tamper_signature(&rig.token().sign(TestKey::rsa_a()));
+    templates.push((Kind::Forged, bearer(&forged)));
     let rules = Rules {
         worst: CALL_TIMEOUT + MARGIN,
         worst_valid: CALL_TIMEOUT + MARGIN,
         recovery: CALL_TIMEOUT + MARGIN,
-        valid_may_fail: true,
+        valid_may_fail: !fail_open,
+        fail_open,
     };
-    run(&mut rig, templates, &rules, false)
+    let mut figures = run(&mut rig, templates, &rules, false)?;
+    if fail_open {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let degraded = runtime.block_on(
+            rig.gateway
+                .envoy
+                .stat("wasmcustom.tokengate.allowed_degraded"),
+        )?;
+        if degraded == 0
+            && let Some(first) = figures.get_mut(1)
+        {
+            first
+                .violations
+                .push("nothing was admitted degraded: the faults never reached it".into());
+        }
+    }
+    Ok(figures)
 }
 
 /// `jwt` with a remote JWKS: one request in ten carries a `kid` the IdP never published (a
@@ -487,6 +507,7 @@ fn jwt() -> Result<Vec<FaultFigures>> {
         worst_valid: JWKS_TIMEOUT / 2,
         recovery: Duration::ZERO,
         valid_may_fail: false,
+        fail_open: false,
     };
     run(&mut rig, templates, &rules, true)
 }
@@ -515,7 +536,8 @@ fn wait_for_keys(rig: &Rig) -> Result<()> {
 fn idp_faults_under_load() -> Result<()> {
     let runs: Vec<std::thread::JoinHandle<Result<Vec<FaultFigures>>>> = vec![
         std::thread::spawn(introspect),
-        std::thread::spawn(hybrid),
+        std::thread::spawn(|| hybrid("hybrid", false)),
+        std::thread::spawn(|| hybrid("hybrid-fail-open", true)),
         std::thread::spawn(jwt),
     ];
     let mut figures = Vec::new();
