@@ -100,6 +100,10 @@ struct Rig {
 
 impl Rig {
     fn start(name: &'static str, spec: GatewaySpec) -> Result<Rig> {
+        // One start at a time: four Envoys compiling the filter at once on a loaded 2-core
+        // machine can outlast Envoy's readiness wait. The runs themselves overlap.
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let dir = loadtest::paths::run_dir(&format!("faults-{name}"));
         let (backend, backend_addr) = loadtest::backend::spawn(&dir, "backend", 1)?;
         let idp = FakeIdp::start(&dir)?;

@@ -264,7 +264,13 @@ fn cases(source: Source, token: &str) -> Vec<Case> {
 }
 
 fn check_source(source: Source) -> Result<Vec<String>> {
-    let fixture = Fixture::start(GatewaySpec::new("jwt").patch(source.config()))?;
+    // One Envoy start at a time (a loaded machine compiling four filters at once can outlast
+    // Envoy's readiness wait); the cases then run side by side.
+    static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let fixture = {
+        let _one = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+        Fixture::start(GatewaySpec::new("jwt").patch(source.config()))?
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
