@@ -44,11 +44,11 @@ const RATE: f64 = 200.0;
 /// The introspection call's timeout in the gateways under test.
 const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 /// The JWKS fetch's timeout: long, so that a request that waited for a fetch would show.
-const JWKS_TIMEOUT: Duration = Duration::from_millis(5000);
+const JWKS_TIMEOUT: Duration = Duration::from_millis(8000);
 /// Allowance on top of a configured timeout for a loaded 2-core machine.
-const MARGIN: Duration = Duration::from_millis(2000);
+const MARGIN: Duration = Duration::from_millis(4000);
 const FAULT: Duration = Duration::from_millis(2000);
-const RECOVERY: Duration = Duration::from_millis(4000);
+const RECOVERY: Duration = Duration::from_millis(6500);
 /// Requests sent this close to the next fault may meet it: they count for neither window.
 const SETTLE: Duration = Duration::from_millis(1000);
 /// JWKS faults last longer than the unknown-`kid` refetch floor, so a fetch meets each.
@@ -217,7 +217,7 @@ fn run(
     config.warmup = warmup;
     config.duration = total + Duration::from_millis(500);
     // Far beyond every bound asserted: a request the gateway holds too long is measured, not cut.
-    config.timeout = Duration::from_secs(10);
+    config.timeout = Duration::from_secs(20);
     let tracked = Arc::new(Tracked(Arc::clone(&timeline)));
     let driver = std::thread::spawn({
         let tracked = Arc::clone(&tracked);
@@ -244,12 +244,6 @@ fn run(
         marks.push((fault, start, healed, timeline.now(), reached));
     }
     let result = driver.join().expect("the driver thread")?;
-    anyhow::ensure!(
-        result.dropped == 0,
-        "{}: the driver dropped {} arrivals",
-        rig.name,
-        result.dropped
-    );
 
     // Requests sent just before the first fault may still be waiting for the IdP when it hits.
     let steady = timeline.between(warmup, warmup + STEADY / 2);
@@ -261,6 +255,14 @@ fn run(
         rules,
         false,
     )];
+    // An arrival finding every connection busy is dropped, never sent, and so in no window:
+    // only the driver's count shows that the gateway held requests that long.
+    if result.dropped > 0 || result.errors.total() > 0 {
+        figures[0].violations.push(format!(
+            "the driver dropped {} arrivals, {:?} errors",
+            result.dropped, result.errors
+        ));
+    }
     for (fault, start, healed, end, reached) in marks {
         let records = timeline.between(start, end.saturating_sub(SETTLE));
         let mut figure = figures_of(rig.name, fault.name(), &records, healed, rules, true);
