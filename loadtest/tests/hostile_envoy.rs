@@ -115,7 +115,7 @@ fn send(fixture: &Fixture, request: &Hostile, h2: bool) -> Result<Seen> {
             "-o",
             "/dev/null",
             "-w",
-            "%{http_code}",
+            "%{http_code} %{http_version}",
             "--max-time",
             "15",
         ])
@@ -132,10 +132,15 @@ fn send(fixture: &Fixture, request: &Hostile, h2: bool) -> Result<Seen> {
     if code == 28 {
         return Ok(Seen::Hang);
     }
-    let status: u16 = String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
+    let written = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (status, version) = written.trim().split_once(' ').unwrap_or(("0", ""));
+    let status: u16 = status.parse().unwrap_or(0);
+    // An answer over the other protocol would make the comparison meaningless.
+    let wanted = if h2 { "2" } else { "1.1" };
+    ensure!(
+        status == 0 || version == wanted,
+        "asked for HTTP/{wanted}, answered over HTTP/{version}"
+    );
     Ok(if code == 0 && status != 0 {
         Seen::Status(status)
     } else {
