@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod fake_idp;
+pub mod timeline;
+
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
