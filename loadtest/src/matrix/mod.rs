@@ -309,7 +309,8 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
     let mut sessions_opened = std::time::Instant::now();
     runtime.block_on(wait_until_admitted(&gateways, &pools))?;
     let admin = Arc::new(keycloak::AdminClient::new(&keycloak_url));
-    let registration = match (&logout_url, logged_out) {
+    let receivers = gateways.iter().any(|g| g.profile.receives_logouts);
+    let registration = match (&logout_url, logged_out && receivers) {
         (Some(url), true) => {
             eprintln!("Keycloak posts the minting client's logouts to {url}");
             Some(runtime.block_on(logout::Registration::register(
@@ -318,7 +319,7 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
                 url,
             ))?)
         }
-        (None, true) if gateways.iter().any(|g| g.profile.receives_logouts) => {
+        (None, true) => {
             bail!("api-logged-out on a gateway that receives logouts needs --target-logout-url")
         }
         _ => None,
