@@ -51,8 +51,9 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(5);
 pub const CONCURRENCY: usize = 5;
 /// The measured cell's load lasts at least this long.
 pub const MEASURED_CELL_MIN: Duration = Duration::from_secs(3);
-/// Password grants in flight at once while opening sessions.
-const GRANT_CONCURRENCY: usize = 4;
+/// Password grants in flight at once while opening sessions: each costs Keycloak a password
+/// hash (about 250 ms of a core), and the pools are minted at the same time.
+const GRANT_CONCURRENCY: usize = 2;
 
 pub const SCENARIO: Scenario = Scenario::Api(TokenKind::LoggedOut);
 
