@@ -111,7 +111,13 @@ fn rendered_compose_configs_validate() -> Result<()> {
     let out = loadtest::paths::run_dir("compose-render");
     let wasm = loadtest::paths::wasm_path()?;
     let status = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args(["render", "--profile", "compose", "--backchannel-logout", "--out"])
+        .args([
+            "render",
+            "--profile",
+            "compose",
+            "--backchannel-logout",
+            "--out",
+        ])
         .arg(&out)
         .arg("--wasm-path")
         .arg(&wasm)

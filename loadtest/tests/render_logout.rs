@@ -53,7 +53,10 @@ fn hybrid_gets_the_listener_and_keeps_its_mode() {
         assert_eq!(config["mode"], "hybrid");
         assert_eq!(config["introspection"], own["introspection"]);
     }
-    assert_eq!(api["backchannel_logout"], json!({"audiences": ["tokengate-loadtest"]}));
+    assert_eq!(
+        api["backchannel_logout"],
+        json!({"audiences": ["tokengate-loadtest"]})
+    );
     assert_eq!(logout["backchannel_logout"]["path"], LOGOUT_PATH);
     assert_eq!(
         logout["backchannel_logout"]["peers"],
@@ -72,14 +75,17 @@ fn hybrid_gets_the_listener_and_keeps_its_mode() {
 fn jwt_with_the_listener_is_jwt_bcl() {
     let text = render_with_logout(&envoy_dir(), "jwt", &topology(), None).unwrap();
     let bcl = render_gateway(&envoy_dir(), "jwt-bcl", &topology(), None).unwrap();
-    assert_eq!(plugin_configs(&text).unwrap(), plugin_configs(&bcl).unwrap());
+    assert_eq!(
+        plugin_configs(&text).unwrap(),
+        plugin_configs(&bcl).unwrap()
+    );
     let parse = |t: &str| serde_norway::from_str::<Value>(t).unwrap();
     let (mut ours, mut theirs) = (parse(&text), parse(&bcl));
     // The configuration strings differ in layout only (compared parsed above).
     for doc in [&mut ours, &mut theirs] {
         for listener in doc["static_resources"]["listeners"].as_array_mut().unwrap() {
-            listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]
-                ["typed_config"]["config"]["configuration"]["value"] = Value::Null;
+            listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]
+                ["config"]["configuration"]["value"] = Value::Null;
         }
     }
     assert_eq!(ours, theirs);
@@ -96,7 +102,10 @@ fn a_patch_can_remove_the_endpoint() {
     assert!(text.contains("merge-patched with: {\"backchannel_logout\":null}"));
     // Gateways without exactly one tokengate filter are refused.
     let error = render_with_logout(&envoy_dir(), "native-jwt", &topology(), None).unwrap_err();
-    assert!(error.to_string().contains("exactly one tokengate filter"), "{error}");
+    assert!(
+        error.to_string().contains("exactly one tokengate filter"),
+        "{error}"
+    );
     let error = render_with_logout(&envoy_dir(), "jwt-bcl", &topology(), None).unwrap_err();
     assert!(error.to_string().contains("exactly one"), "{error}");
 }

@@ -6,8 +6,8 @@ pub mod charts;
 pub mod findmax;
 pub mod html;
 mod keycloak_cells;
-mod probes;
 pub mod logout;
+mod probes;
 pub mod report;
 pub mod scenario;
 pub mod tokens;
@@ -430,7 +430,10 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
 
 /// The headers a gateway scenario's request carries besides `host`: the bearer token when
 /// there is one, and the forged identity header.
-pub(crate) fn request_headers(request: &GatewayRequest, token: Option<&str>) -> Vec<(&'static str, String)> {
+pub(crate) fn request_headers(
+    request: &GatewayRequest,
+    token: Option<&str>,
+) -> Vec<(&'static str, String)> {
     let mut headers = Vec::new();
     if let Some(token) = token {
         headers.push(("authorization", format!("Bearer {token}")));

@@ -13,7 +13,10 @@ use crate::matrix::{GatewayTarget, request_headers};
 
 /// Gateways fetch keys at start: wait until each admits a valid token, and a gateway with the
 /// policy routes a realm B token too (its keys come through discovery, fetched apart).
-pub(crate) async fn wait_until_admitted(gateways: &[GatewayTarget], pools: &TokenPools) -> Result<()> {
+pub(crate) async fn wait_until_admitted(
+    gateways: &[GatewayTarget],
+    pools: &TokenPools,
+) -> Result<()> {
     for gateway in gateways {
         let mut kinds = vec![TokenKind::Valid];
         if gateway.profile.policy_routes && pools.has_policy() {
@@ -99,4 +102,3 @@ pub(crate) async fn probe_gaps(
     }
     Ok(())
 }
-
