@@ -74,6 +74,54 @@ fn volumes(service: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Back-channel logout: the gateways the matrix sends logouts to (jwt, hybrid) are rendered
+/// with the logout listener, on the port the driver registers at Keycloak as the minting
+/// client's back-channel URL (`envoy:<logout port>` inside the compose network; not published).
+fn logout_problems(
+    envoy_dir: &Path,
+    gateway: &str,
+    topology: &Topology,
+    render_command: &str,
+    driver: &str,
+) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    if !render_command.contains("--backchannel-logout") {
+        problems.push(
+            "gateway-config does not render the back-channel logout listener \
+             (`loadtest render --backchannel-logout`)"
+                .to_owned(),
+        );
+    }
+    let url = format!(
+        "--target-logout-url http://envoy:{}{}",
+        topology.logout_port,
+        crate::render_logout::LOGOUT_PATH
+    );
+    if !driver.contains(&url) {
+        problems.push(format!("loadtest is not run with `{url}`"));
+    }
+    let receives = crate::matrix::scenario::profile(gateway).is_some_and(|p| p.receives_logouts);
+    if receives {
+        let text = crate::render_logout::render_with_logout(envoy_dir, gateway, topology, None)?;
+        let doc: Value = serde_norway::from_str(&text)?;
+        let listening = doc["static_resources"]["listeners"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|listener| {
+                listener["name"] == "logout"
+                    && listener["address"]["socket_address"]["port_value"] == topology.logout_port
+            });
+        if !listening {
+            problems.push(format!(
+                "the rendered {gateway} has no logout listener on port {}",
+                topology.logout_port
+            ));
+        }
+    }
+    Ok(problems)
+}
+
 /// Every problem found, one line each; empty when the compose file is consistent.
 pub fn check(compose_file: &Path, repo_root: &Path) -> Result<Vec<String>> {
     let envoy_dir = repo_root.join("envoy");
@@ -222,6 +270,9 @@ pub fn check(compose_file: &Path, repo_root: &Path) -> Result<Vec<String>> {
                 problem(format!("loadtest is not run with `{expected}`"));
             }
         }
+        logout_problems(&envoy_dir, gateway, &topology, &render_command, &driver)?
+            .into_iter()
+            .for_each(&mut problem);
         for service in ["keycloak", "envoy"] {
             if services[service]["healthcheck"].is_null() {
                 problem(format!(

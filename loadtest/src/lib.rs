@@ -15,4 +15,5 @@ pub mod paths;
 pub mod ports;
 pub mod process;
 pub mod render;
+pub mod render_logout;
 pub mod stack;

@@ -77,6 +77,10 @@ enum Command {
         /// Wasm path as Envoy will see it (compose default: /etc/envoy/tokengate.wasm).
         #[arg(long)]
         wasm_path: Option<String>,
+        /// Add the back-channel logout listener of jwt-bcl.yaml to the gateways the matrix
+        /// sends logouts to (jwt, hybrid), as the native matrix runs them.
+        #[arg(long)]
+        backchannel_logout: bool,
     },
 }
 
@@ -140,6 +144,14 @@ struct RunArgs {
     /// With --target: Keycloak's URL, as the gateway's issuer names it.
     #[arg(long)]
     keycloak: Option<String>,
+    /// With --target: the gateway's back-channel logout URL as Keycloak reaches it (the
+    /// compose stack: http://envoy:10001/backchannel-logout), registered at the minting client
+    /// for the run; api-logged-out on jwt or hybrid needs it.
+    #[arg(long, requires = "target")]
+    target_logout_url: Option<String>,
+    /// Sessions the logout-to-refusal time is measured over, per gateway (default 20).
+    #[arg(long)]
+    logout_sessions: Option<usize>,
     /// Instead of the matrix: step the rate up per gateway until p99 exceeds --slo-ms or the
     /// run turns invalid, and print the highest sustainable rate side by side.
     #[arg(long)]
@@ -195,7 +207,15 @@ fn main() -> ExitCode {
             out,
             envoy_dir,
             wasm_path,
-        } => render_templates(&gateway, profile, &out, envoy_dir, wasm_path),
+            backchannel_logout,
+        } => render_templates(
+            &gateway,
+            profile,
+            &out,
+            envoy_dir,
+            wasm_path,
+            backchannel_logout,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -269,6 +289,7 @@ fn matrix_config(args: &RunArgs) -> Result<MatrixConfig> {
     config.envoy_workers = args.envoy_workers.unwrap_or(config.envoy_workers);
     config.progress = !args.no_progress;
     config.patches = args.patches.clone();
+    config.logout_sessions = args.logout_sessions.unwrap_or(config.logout_sessions);
     if let (Some(url), Some(gateway), Some(keycloak)) =
         (&args.target, &args.target_gateway, &args.keycloak)
     {
@@ -276,6 +297,7 @@ fn matrix_config(args: &RunArgs) -> Result<MatrixConfig> {
             gateway_url: url.clone(),
             gateway: gateway.clone(),
             keycloak_url: keycloak.clone(),
+            logout_url: args.target_logout_url.clone(),
         });
     }
     Ok(config)
@@ -369,6 +391,7 @@ fn render_templates(
     out: &std::path::Path,
     envoy_dir: Option<PathBuf>,
     wasm_path: Option<String>,
+    backchannel_logout: bool,
 ) -> Result<()> {
     let envoy_dir = envoy_dir.unwrap_or_else(|| loadtest::paths::repo_root().join("envoy"));
     let mut topology = match profile {
@@ -383,7 +406,13 @@ fn render_templates(
         gateways.to_vec()
     };
     for name in names {
-        let text = render::render_gateway(&envoy_dir, &name, &topology, None)?;
+        let receives_logouts =
+            matrix::scenario::profile(&name).is_some_and(|profile| profile.receives_logouts);
+        let text = if backchannel_logout && receives_logouts {
+            loadtest::render_logout::render_with_logout(&envoy_dir, &name, &topology, None)?
+        } else {
+            render::render_gateway(&envoy_dir, &name, &topology, None)?
+        };
         let path = render::write_rendered(out, &name, &text)?;
         println!("{}", path.display());
     }

@@ -532,7 +532,7 @@ fn template_file(name: &str) -> String {
 }
 
 /// The node at JSON pointer `pointer` of a YAML document.
-fn yaml_pointer_mut<'a>(
+pub(crate) fn yaml_pointer_mut<'a>(
     doc: &'a mut serde_norway::Value,
     pointer: &str,
 ) -> Option<&'a mut serde_norway::Value> {
@@ -550,7 +550,7 @@ fn yaml_pointer_mut<'a>(
 
 /// JSON pointer to the tokengate filter's `configuration.value` and its
 /// parsed JSON; `None` if the document has no tokengate filter.
-fn find_plugin_configs(doc: &Value) -> Result<Vec<(String, Value)>> {
+pub(crate) fn find_plugin_configs(doc: &Value) -> Result<Vec<(String, Value)>> {
     let mut found = Vec::new();
     collect_tokengate_filters(doc, String::new(), &mut found);
     found

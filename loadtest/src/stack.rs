@@ -30,6 +30,9 @@ pub struct GatewaySpec {
     pub logout_port: Option<u16>,
     /// The other replica's logout port, relayed to; default [`render::NO_PEER_PORT`].
     pub peer_logout_port: Option<u16>,
+    /// Adds jwt-bcl's logout listener to a template without one
+    /// ([`crate::render_logout::render_with_logout`]).
+    pub backchannel_logout: bool,
 }
 
 impl GatewaySpec {
@@ -42,6 +45,7 @@ impl GatewaySpec {
             wasm: None,
             logout_port: None,
             peer_logout_port: None,
+            backchannel_logout: false,
         }
     }
 
@@ -49,6 +53,12 @@ impl GatewaySpec {
     pub fn replica(mut self, own: u16, peer: u16) -> GatewaySpec {
         self.logout_port = Some(own);
         self.peer_logout_port = Some(peer);
+        self
+    }
+
+    /// With the logout listener added ([`GatewaySpec::backchannel_logout`]).
+    pub fn with_logout_listener(mut self) -> GatewaySpec {
+        self.backchannel_logout = true;
         self
     }
 
@@ -117,12 +127,12 @@ pub fn render_native(
     };
     topology.peer_logout_port = spec.peer_logout_port.unwrap_or(render::NO_PEER_PORT);
     let envoy_dir = crate::paths::repo_root().join("envoy");
-    let text = render::render_gateway(
-        &envoy_dir,
-        &spec.gateway,
-        &topology,
-        spec.plugin_patch.as_ref(),
-    )
+    let patch = spec.plugin_patch.as_ref();
+    let text = if spec.backchannel_logout {
+        crate::render_logout::render_with_logout(&envoy_dir, &spec.gateway, &topology, patch)
+    } else {
+        render::render_gateway(&envoy_dir, &spec.gateway, &topology, patch)
+    }
     .with_context(|| format!("rendering gateway {}", spec.gateway))?;
     let config_path = render::write_rendered(dir, &spec.gateway, &text)?;
     Ok(RenderedGateway {

@@ -77,6 +77,18 @@ fn broken_services_mounts_and_paths_are_caught() -> Result<()> {
             "/etc/tokengate/filter.wasm",
             "does not place the filter",
         ),
+        (
+            "logout-listener",
+            " --backchannel-logout",
+            "",
+            "does not render the back-channel logout listener",
+        ),
+        (
+            "logout-url",
+            "http://envoy:10001/backchannel-logout",
+            "http://envoy:10000/backchannel-logout",
+            "is not run with `--target-logout-url http://envoy:10001/backchannel-logout`",
+        ),
     ];
     for (name, from, to, expected) in cases {
         let path = broken_variant(name, from, to)?;
@@ -99,7 +111,13 @@ fn rendered_compose_configs_validate() -> Result<()> {
     let out = loadtest::paths::run_dir("compose-render");
     let wasm = loadtest::paths::wasm_path()?;
     let status = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args(["render", "--profile", "compose", "--out"])
+        .args([
+            "render",
+            "--profile",
+            "compose",
+            "--backchannel-logout",
+            "--out",
+        ])
         .arg(&out)
         .arg("--wasm-path")
         .arg(&wasm)
@@ -113,6 +131,14 @@ fn rendered_compose_configs_validate() -> Result<()> {
         ensure!(
             text.contains("address: keycloak") || gateway == "no-auth",
             "{gateway}"
+        );
+        // The gateways the matrix sends logouts to carry the logout listener, rendered by
+        // the same command the gateway-config service runs.
+        let receives = ["jwt", "hybrid", "jwt-bcl"].contains(&gateway.as_str());
+        ensure!(
+            text.contains("name: logout") == receives,
+            "{gateway}: logout listener {}expected",
+            if receives { "" } else { "not " }
         );
         loadtest::envoy::Envoy::validate(&envoy, &path)?;
     }

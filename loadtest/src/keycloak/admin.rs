@@ -146,6 +146,20 @@ impl AdminClient {
         self.update_client(realm, client_id, &changes).await
     }
 
+    /// Ends one user session, the `sid` of its tokens
+    /// (`DELETE /admin/realms/{realm}/sessions/{sid}`, 204). Clients of that session with a
+    /// back-channel logout URL get a logout token before Keycloak answers.
+    pub async fn end_session(&self, realm: &str, session_id: &str) -> Result<()> {
+        self.send_expect(
+            "DELETE",
+            &format!("/admin/realms/{realm}/sessions/{session_id}"),
+            None,
+            204,
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Ends every session of the user with id `user_id` in `realm`
     /// (`POST /admin/realms/{realm}/users/{id}/logout`, 204). Clients with a back-channel
     /// logout URL get a logout token for each session.

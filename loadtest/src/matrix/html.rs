@@ -53,6 +53,7 @@ pub fn render(report: &Report, dir: &Path) -> String {
         report.summary.exit_code
     );
     verdicts(&mut out, report);
+    logout_to_refusal(&mut out, report);
     cost(&mut out, report, dir);
     tables(&mut out, report);
     how(&mut out, report);
@@ -334,6 +335,19 @@ fn inline_chart(out: &mut String, dir: &Path, name: &str) {
         &svg[start..],
         escape(name)
     );
+}
+
+/// How fast each gateway refused an ended session's token (`matrix/logout.rs`).
+fn logout_to_refusal(out: &mut String, report: &Report) {
+    if report.logout_to_refusal.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<section id=\"logout-to-refusal\"><h2>How fast a logout at Keycloak was refused</h2>\n",
+    );
+    let _ = writeln!(out, "<p>{}</p>", escape(super::logout::TABLE_NOTE));
+    table(out, &super::logout::TABLE_HEADER, &report.logout_rows());
+    out.push_str("</section>\n");
 }
 
 fn tables(out: &mut String, report: &Report) {

@@ -5,6 +5,9 @@
 pub mod charts;
 pub mod findmax;
 pub mod html;
+mod keycloak_cells;
+pub mod logout;
+mod probes;
 pub mod report;
 pub mod scenario;
 pub mod tokens;
@@ -15,12 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use hyper::Method;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::driver::{
-    self, DriverConfig, ExpectStatus, Load, RequestSource, RequestTemplate, RoundRobin, Thresholds,
+    self, DriverConfig, Load, RequestSource, RequestTemplate, RoundRobin, Thresholds,
 };
 use crate::keycloak::{self, KeycloakClient};
 use crate::stack::{NativeStack, StackOptions};
@@ -37,6 +39,9 @@ pub struct ExternalTarget {
     pub gateway: String,
     /// Keycloak's base URL, as the gateway's issuer names it.
     pub keycloak_url: String,
+    /// The gateway's back-channel logout URL as Keycloak reaches it: registered at the minting
+    /// client for the run (needed for `api-logged-out` on a gateway that receives logouts).
+    pub logout_url: Option<String>,
 }
 
 /// What `loadtest run` runs when no flag says otherwise.
@@ -70,6 +75,10 @@ impl Profile {
 /// driver; the write-up generated tokens once per thread (5–6 tokens/s).
 pub const IDP_RATE: f64 = 10.0;
 
+/// Measured sessions opened longer ago than this are opened again before they are measured
+/// (Keycloak's access tokens live 300 s).
+const SESSIONS_FRESH_FOR: Duration = Duration::from_secs(200);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct MatrixConfig {
     pub profile: Profile,
@@ -93,6 +102,8 @@ pub struct MatrixConfig {
     /// `introspect` with its introspection cache on.
     pub patches: Vec<(String, serde_json::Value)>,
     pub progress: bool,
+    /// Sessions the logout-to-refusal time is measured over, per gateway.
+    pub logout_sessions: usize,
 }
 
 impl MatrixConfig {
@@ -154,6 +165,7 @@ impl MatrixConfig {
             target: None,
             patches: Vec::new(),
             progress: true,
+            logout_sessions: logout::DEFAULT_SESSIONS,
         }
     }
 
@@ -191,11 +203,11 @@ pub fn union_of_rates(rates: impl IntoIterator<Item = f64>) -> Vec<f64> {
 }
 
 /// A running gateway the matrix sends to.
-struct GatewayTarget {
-    name: String,
-    profile: &'static GatewayProfile,
-    addr: SocketAddr,
-    host: String,
+pub(crate) struct GatewayTarget {
+    pub(crate) name: String,
+    pub(crate) profile: &'static GatewayProfile,
+    pub(crate) addr: SocketAddr,
+    pub(crate) host: String,
 }
 
 /// Runs the matrix and writes the report (JSON, Markdown, charts) into `config.out`.
@@ -207,7 +219,7 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
         .build()?;
 
     // The stack: started here, or the one given.
-    let (stack, gateways, keycloak_url) = match &config.target {
+    let (stack, gateways, keycloak_url, logout_url) = match &config.target {
         Some(target) => {
             let profile = scenario::profile(&target.gateway)
                 .ok_or_else(|| anyhow!("unknown gateway `{}`", target.gateway))?;
@@ -218,7 +230,8 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
                 addr,
                 host,
             };
-            (None, vec![gateway], target.keycloak_url.clone())
+            let logout_url = target.logout_url.clone();
+            (None, vec![gateway], target.keycloak_url.clone(), logout_url)
         }
         None => {
             eprintln!(
@@ -229,7 +242,7 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
                 envoy_workers: config.envoy_workers,
                 ..StackOptions::default()
             };
-            let specs: Vec<(String, crate::stack::GatewaySpec)> = config
+            let mut specs: Vec<(String, crate::stack::GatewaySpec)> = config
                 .gateways
                 .iter()
                 .map(|name| {
@@ -240,7 +253,11 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
                     (name.clone(), spec)
                 })
                 .collect();
+            let receiver = logout::wire_specs(&mut specs)?;
             let stack = NativeStack::start_specs(&specs, &options)?;
+            let logout_url = receiver
+                .and_then(|name| stack.gateway(&name))
+                .map(|g| g.logout_url(crate::render_logout::LOGOUT_PATH));
             let mut gateways = Vec::new();
             for name in &config.gateways {
                 let profile = scenario::profile(name)
@@ -258,7 +275,7 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
             }
             let url = stack.keycloak().base_url().to_owned();
             eprintln!("{}", stack.describe());
-            (Some(stack), gateways, url)
+            (Some(stack), gateways, url, logout_url)
         }
     };
     let (keycloak_addr, keycloak_host) = resolve(&keycloak_url)?;
@@ -273,135 +290,150 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
     });
     let partner =
         policy_cells.then(|| KeycloakClient::for_realm(&keycloak_url, keycloak::PARTNER_REALM));
-    let mut pools = runtime.block_on(TokenPools::mint_with_policy(
-        client.clone(),
-        partner,
-        config.pool_size,
-    ))?;
-    runtime.block_on(wait_until_admitted(&gateways, &pools))?;
-
-    let total: usize = config
-        .scenarios
-        .iter()
-        .map(|s| {
-            let targets = if s.through_gateway() {
-                gateways
-                    .iter()
-                    .filter(|g| scenario::runs_on(g.profile, *s))
-                    .count()
-            } else {
-                1
-            };
-            targets * config.rates_for(*s).len()
-        })
-        .sum();
-    let progress = progress_bar(config.progress, total as u64);
-    let mut cells = Vec::with_capacity(total);
-    for rate in &config.all_rates() {
-        for scenario in &config.scenarios {
-            if !config.rates_for(*scenario).contains(rate) {
-                continue;
-            }
-            let kind = match scenario {
-                Scenario::IntrospectExpired => Some(TokenKind::Expired),
-                _ => scenario.token_kind(),
-            };
-            runtime.block_on(pools.ready_for(kind, config.warmup + config.duration))?;
-            if scenario.through_gateway() {
-                for gateway in &gateways {
-                    if !scenario::runs_on(gateway.profile, *scenario) {
-                        continue;
+    let logged_out = config.scenarios.contains(&logout::SCENARIO);
+    let measured: Vec<&str> = if logged_out {
+        logout::Plan::gateways(gateways.iter().map(|g| g.profile))
+            .iter()
+            .map(|p| p.name)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // The measured sessions are opened next to the pools (password grants: Keycloak's CPU).
+    let (pools, sessions) = runtime.block_on(async {
+        tokio::join!(
+            TokenPools::mint_with_policy(client.clone(), partner, config.pool_size),
+            logout::open_sessions(&client, measured.len() * config.logout_sessions),
+        )
+    });
+    let (mut pools, mut sessions) = (pools?, sessions?);
+    let mut sessions_opened = std::time::Instant::now();
+    runtime.block_on(probes::wait_until_admitted(&gateways, &pools))?;
+    let admin = Arc::new(keycloak::AdminClient::new(&keycloak_url));
+    let receivers = gateways.iter().any(|g| g.profile.receives_logouts);
+    let registration = match (&logout_url, logged_out && receivers) {
+        (Some(url), true) => {
+            eprintln!("Keycloak posts the minting client's logouts to {url}");
+            Some(runtime.block_on(logout::Registration::register(
+                Arc::clone(&admin),
+                &keycloak_url,
+                url,
+            ))?)
+        }
+        (None, true) => {
+            bail!("api-logged-out on a gateway that receives logouts needs --target-logout-url")
+        }
+        _ => None,
+    };
+    let plan = logout::Plan {
+        rate: config.rates_for(logout::SCENARIO).first().copied(),
+        gateways: measured.iter().map(|name| (*name).to_owned()).collect(),
+    };
+    // Everything that needs Keycloak's logouts delivered, so that the registration is put
+    // back whatever happens.
+    let result = (|| -> Result<Report> {
+        if logged_out {
+            runtime.block_on(pools.enable_logged_out(Arc::clone(&admin)))?;
+        }
+        let total: usize = config
+            .scenarios
+            .iter()
+            .map(|s| {
+                let targets = if s.through_gateway() {
+                    gateways
+                        .iter()
+                        .filter(|g| scenario::runs_on(g.profile, *s))
+                        .count()
+                } else {
+                    1
+                };
+                targets * config.rates_for(*s).len()
+            })
+            .sum();
+        let progress = progress_bar(config.progress, total as u64);
+        let mut cells = Vec::with_capacity(total);
+        let mut logout_times = Vec::new();
+        for rate in &config.all_rates() {
+            for scenario in &config.scenarios {
+                if !config.rates_for(*scenario).contains(rate) {
+                    continue;
+                }
+                let kind = match scenario {
+                    Scenario::IntrospectExpired => Some(TokenKind::Expired),
+                    _ => scenario.token_kind(),
+                };
+                runtime.block_on(pools.ready_for(kind, config.warmup + config.duration))?;
+                if scenario.through_gateway() {
+                    for gateway in &gateways {
+                        if !scenario::runs_on(gateway.profile, *scenario) {
+                            continue;
+                        }
+                        progress.set_message(format!(
+                            "{rate} req/s  {}  {}",
+                            scenario.name(),
+                            gateway.name
+                        ));
+                        let measure = plan.measures(&gateway.name, *scenario, *rate);
+                        if measure && sessions_opened.elapsed() > SESSIONS_FRESH_FOR {
+                            sessions = runtime.block_on(logout::open_sessions(
+                                &client,
+                                measured.len() * config.logout_sessions,
+                            ))?;
+                            sessions_opened = std::time::Instant::now();
+                        }
+                        let mine = measure.then(|| {
+                            let index = measured.iter().position(|n| *n == gateway.name);
+                            let from = index.unwrap_or(0) * config.logout_sessions;
+                            let to = (from + config.logout_sessions).min(sessions.len());
+                            (sessions[from..to].to_vec(), Arc::clone(&admin))
+                        });
+                        let (cell, times) =
+                            run_gateway_cell(config, *rate, *scenario, gateway, &pools, mine)?;
+                        cells.push(cell);
+                        logout_times.extend(times);
+                        progress.inc(1);
                     }
-                    progress.set_message(format!(
-                        "{rate} req/s  {}  {}",
-                        scenario.name(),
-                        gateway.name
-                    ));
-                    cells.push(run_gateway_cell(config, *rate, *scenario, gateway, &pools)?);
+                } else {
+                    progress.set_message(format!("{rate} req/s  {}  keycloak", scenario.name()));
+                    cells.push(keycloak_cells::run_keycloak_cell(
+                        config,
+                        *rate,
+                        *scenario,
+                        keycloak_addr,
+                        &keycloak_host,
+                        &pools,
+                        &runtime,
+                    )?);
                     progress.inc(1);
                 }
-            } else {
-                progress.set_message(format!("{rate} req/s  {}  keycloak", scenario.name()));
-                cells.push(run_keycloak_cell(
-                    config,
-                    *rate,
-                    *scenario,
-                    keycloak_addr,
-                    &keycloak_host,
-                    &pools,
-                    &runtime,
-                )?);
-                progress.inc(1);
             }
         }
-    }
-    progress.finish_and_clear();
+        progress.finish_and_clear();
 
-    let settings = Settings::from_config(
-        config,
-        &gateways.iter().map(|g| g.name.clone()).collect::<Vec<_>>(),
-    );
-    let mut report = Report::new(settings, cells);
-    runtime.block_on(probe_gaps(&mut report, &gateways, &mut pools))?;
+        let settings = Settings::from_config(
+            config,
+            &gateways.iter().map(|g| g.name.clone()).collect::<Vec<_>>(),
+        );
+        let mut report = Report::new(settings, cells);
+        report.logout_to_refusal = logout_times;
+        runtime.block_on(probes::probe_gaps(&mut report, &gateways, &mut pools))?;
+        Ok(report)
+    })();
+    if let Some(registration) = registration {
+        runtime.block_on(registration.restore())?;
+    }
+    let report = result?;
     drop(stack);
     report.write(&config.out)?;
     Ok(report)
 }
 
-/// For every GAP, one more request with a recognisable id, to point at in the gateway's log;
-/// what it showed becomes the row's sample.
-async fn probe_gaps(
-    report: &mut Report,
-    gateways: &[GatewayTarget],
-    pools: &mut TokenPools,
-) -> Result<()> {
-    let gaps: Vec<(String, String)> = report
-        .verdicts
-        .iter()
-        .filter(|row| row.verdict == scenario::Verdict::Gap)
-        .map(|row| (row.gateway.clone(), row.scenario.clone()))
-        .collect();
-    for (gateway_name, scenario_name) in gaps {
-        let (Some(gateway), Some(request)) = (
-            gateways.iter().find(|g| g.name == gateway_name),
-            Scenario::parse(&scenario_name).and_then(Scenario::request),
-        ) else {
-            continue;
-        };
-        // A long run outlives the pools it started with: a revoked token that has expired
-        // since would be refused as expired, and the probe would not show the gap.
-        pools
-            .ready_for(Some(request.token), Duration::from_secs(1))
-            .await?;
-        let tokens = pools.tokens(request.token);
-        let token = tokens.first();
-        if token.is_none() && request.token != TokenKind::Missing {
-            continue;
-        }
-        let request_id = format!("{gateway_name}.{scenario_name}.gap-probe");
-        let headers = request_headers(&request, token.map(String::as_str));
-        let mut headers: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(name, value)| (*name, value.as_str()))
-            .collect();
-        headers.push((driver::REQUEST_ID_HEADER, &request_id));
-        let url = format!("http://{}{}", gateway.host, request.path);
-        let response = crate::http::get(&url, &headers).await?;
-        let mut sample = format!("{request_id} → {}", response.status);
-        if let Some((name, _)) = request.forged_header {
-            let received = response.header_all(crate::backend::IDENTITY_HEADERS_RECEIVED);
-            if scenario::lists_header(received, name) {
-                sample.push_str(&format!(", {name} reached the backend"));
-            }
-        }
-        report.set_sample(&gateway_name, &scenario_name, sample);
-    }
-    Ok(())
-}
-
 /// The headers a gateway scenario's request carries besides `host`: the bearer token when
 /// there is one, and the forged identity header.
-fn request_headers(request: &GatewayRequest, token: Option<&str>) -> Vec<(&'static str, String)> {
+pub(crate) fn request_headers(
+    request: &GatewayRequest,
+    token: Option<&str>,
+) -> Vec<(&'static str, String)> {
     let mut headers = Vec::new();
     if let Some(token) = token {
         headers.push(("authorization", format!("Bearer {token}")));
@@ -439,44 +471,6 @@ pub fn resolve(url: &str) -> Result<(SocketAddr, String)> {
     Ok((addr, authority.to_owned()))
 }
 
-/// Gateways fetch keys at start: wait until each admits a valid token, and a gateway with the
-/// policy routes a realm B token too (its keys come through discovery, fetched apart).
-async fn wait_until_admitted(gateways: &[GatewayTarget], pools: &TokenPools) -> Result<()> {
-    for gateway in gateways {
-        let mut kinds = vec![TokenKind::Valid];
-        if gateway.profile.policy_routes && pools.has_policy() {
-            kinds.push(TokenKind::Partner);
-        }
-        for kind in kinds {
-            let tokens = pools.tokens(kind);
-            let token = tokens
-                .first()
-                .ok_or_else(|| anyhow!("no {} token minted", kind.name()))?;
-            let bearer = format!("Bearer {token}");
-            let url = format!("http://{}/api/ready", gateway.host);
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            loop {
-                let status = crate::http::get(&url, &[("authorization", &bearer)])
-                    .await
-                    .map(|r| r.status)
-                    .unwrap_or(0);
-                if status == 200 {
-                    break;
-                }
-                if tokio::time::Instant::now() > deadline {
-                    bail!(
-                        "gateway {} never admitted a {} token (last status {status})",
-                        gateway.name,
-                        kind.name()
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-    Ok(())
-}
-
 pub(crate) fn driver_config(
     config: &MatrixConfig,
     rate: f64,
@@ -496,7 +490,7 @@ pub(crate) fn driver_config(
     driver
 }
 
-fn cell_label(gateway: &str, scenario: Scenario, rate: f64) -> String {
+pub(crate) fn cell_label(gateway: &str, scenario: Scenario, rate: f64) -> String {
     format!("{gateway}.{}.r{}", scenario.name(), rate.round() as u64)
 }
 
@@ -506,7 +500,8 @@ fn run_gateway_cell(
     scenario: Scenario,
     gateway: &GatewayTarget,
     pools: &TokenPools,
-) -> Result<Cell> {
+    measure: Option<(Vec<logout::Session>, Arc<keycloak::AdminClient>)>,
+) -> Result<(Cell, Option<logout::LogoutTimes>)> {
     let request = scenario
         .request()
         .ok_or_else(|| anyhow!("{} is not a gateway scenario", scenario.name()))?;
@@ -532,10 +527,26 @@ fn run_gateway_cell(
         expectation: expectation.clone(),
     };
     let label = cell_label(&gateway.name, scenario, rate);
-    let driver = driver_config(config, rate, gateway.addr, &gateway.host, label);
+    let mut driver = driver_config(config, rate, gateway.addr, &gateway.host, label);
     let source: Arc<dyn RequestSource> = Arc::new(RoundRobin::new(templates)?);
-    let result = driver::run(&driver, source, Arc::new(classifier))?;
-    Ok(Cell::new(
+    let run = |driver: &DriverConfig| driver::run(driver, source, Arc::new(classifier));
+    let (result, times) = match measure {
+        None => (run(&driver)?, None),
+        Some((sessions, admin)) => {
+            driver.duration = driver.duration.max(logout::MEASURED_CELL_MIN);
+            let (result, times) = logout::run_measured(
+                &gateway.name,
+                rate,
+                &gateway.host,
+                sessions,
+                admin,
+                config.warmup,
+                || run(&driver),
+            )?;
+            (result, Some(times))
+        }
+    };
+    let cell = Cell::new(
         rate,
         scenario,
         Some(gateway.profile),
@@ -543,99 +554,6 @@ fn run_gateway_cell(
         result,
         &Thresholds::default(),
         None,
-    ))
-}
-
-fn run_keycloak_cell(
-    config: &MatrixConfig,
-    rate: f64,
-    scenario: Scenario,
-    addr: SocketAddr,
-    host: &str,
-    pools: &TokenPools,
-    runtime: &tokio::runtime::Runtime,
-) -> Result<Cell> {
-    const TOKEN_PATH: &str = "/realms/tokengate/protocol/openid-connect/token";
-    const INTROSPECT_PATH: &str = "/realms/tokengate/protocol/openid-connect/token/introspect";
-    let form = "application/x-www-form-urlencoded";
-    let (templates, probe_kind) = match scenario {
-        Scenario::GenerateToken => (
-            vec![
-                RequestTemplate::new(Method::POST, TOKEN_PATH)?
-                    .header("content-type", form)?
-                    .header(
-                        "authorization",
-                        &keycloak::basic_auth(keycloak::LOADTEST.id, keycloak::LOADTEST.secret),
-                    )?
-                    .body("grant_type=client_credentials"),
-            ],
-            None,
-        ),
-        Scenario::IntrospectValid | Scenario::IntrospectExpired | Scenario::IntrospectInvalid => {
-            let kind = match scenario {
-                Scenario::IntrospectValid => TokenKind::Valid,
-                Scenario::IntrospectExpired => TokenKind::Expired,
-                _ => TokenKind::InvalidSignature,
-            };
-            let auth = keycloak::basic_auth(keycloak::GATEWAY.id, keycloak::GATEWAY.secret);
-            let templates = pools
-                .tokens(kind)
-                .into_iter()
-                .map(|token| -> Result<RequestTemplate> {
-                    let body = format!(
-                        "token={}&token_type_hint=access_token",
-                        form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
-                    );
-                    Ok(RequestTemplate::new(Method::POST, INTROSPECT_PATH)?
-                        .header("content-type", form)?
-                        .header("authorization", &auth)?
-                        .body(body))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            (templates, Some(kind))
-        }
-        Scenario::Api(_) | Scenario::Policy(_) => {
-            bail!("{} goes through a gateway", scenario.name())
-        }
-    };
-    // The driver judges statuses; what introspection answered is checked on a sample.
-    let note = match probe_kind {
-        Some(kind) => Some(runtime.block_on(probe_introspection(pools, kind))?),
-        None => None,
-    };
-    let expectation = scenario::Expectation::status(200);
-    let label = cell_label("keycloak", scenario, rate);
-    let driver = driver_config(config, rate, addr, host, label);
-    let source: Arc<dyn RequestSource> = Arc::new(RoundRobin::new(templates)?);
-    let result = driver::run(&driver, source, Arc::new(ExpectStatus::new([200])))?;
-    Ok(Cell::new(
-        rate,
-        scenario,
-        None,
-        expectation,
-        result,
-        &Thresholds::default(),
-        note,
-    ))
-}
-
-/// Introspects a few tokens of `kind` and says what Keycloak answered.
-async fn probe_introspection(pools: &TokenPools, kind: TokenKind) -> Result<String> {
-    let mut active = 0;
-    let mut inactive = 0;
-    for token in pools.tokens(kind).iter().take(3) {
-        let answer = pools
-            .client()
-            .introspect(token, keycloak::GATEWAY.id, keycloak::GATEWAY.secret)
-            .await?;
-        match answer["active"].as_bool() {
-            Some(true) => active += 1,
-            _ => inactive += 1,
-        }
-    }
-    Ok(match (active, inactive) {
-        (0, n) => format!("active:false ({n}/{n} sampled)"),
-        (n, 0) => format!("active:true ({n}/{n} sampled)"),
-        (a, i) => format!("mixed: {a} active, {i} inactive of {} sampled", a + i),
-    })
+    );
+    Ok((cell, times))
 }

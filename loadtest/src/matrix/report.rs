@@ -17,10 +17,11 @@ use crate::driver::{RunResult, Thresholds};
 use crate::matrix::scenario::{
     self, Challenge, Counts, Expectation, GatewayProfile, Scenario, Secure, TokenKind, Verdict,
 };
-use crate::matrix::{MatrixConfig, Profile, union_of_rates};
+use crate::matrix::{MatrixConfig, Profile, logout, union_of_rates};
 
-/// 2: verdicts are per scenario (policy scenarios), with the forged-header count.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 2: verdicts are per scenario (policy scenarios), with the forged-header count. 3: the
+/// `logged-out` token kind and `logout_to_refusal`.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Exit codes of `loadtest run`.
 pub mod exit {
@@ -272,6 +273,9 @@ pub struct Report {
     pub settings: Settings,
     pub cells: Vec<Cell>,
     pub verdicts: Vec<VerdictRow>,
+    /// Per gateway measured: from ending a session at Keycloak to the first refused request
+    /// with its token, under the `api-logged-out` cell's load (`matrix/logout.rs`).
+    pub logout_to_refusal: Vec<super::logout::LogoutTimes>,
     pub summary: Summary,
 }
 
@@ -285,6 +289,7 @@ impl Report {
             settings,
             cells,
             verdicts,
+            logout_to_refusal: Vec::new(),
             summary,
         }
     }
@@ -321,6 +326,11 @@ impl Report {
         out.push_str(&render_table(&VERDICT_HEADER, &self.verdict_rows()));
         for line in self.not_run_lines() {
             let _ = writeln!(out, "{line}");
+        }
+        if !self.logout_to_refusal.is_empty() {
+            out.push_str("\n== Logout to refusal ==\n");
+            out.push_str(&render_table(&logout::TABLE_HEADER, &self.logout_rows()));
+            let _ = writeln!(out, "{}", logout::TABLE_NOTE);
         }
         let _ = writeln!(out, "\n{}", self.summary_line());
         out
@@ -367,6 +377,14 @@ impl Report {
         ));
         for line in self.not_run_lines() {
             let _ = writeln!(out, "\n{line}");
+        }
+        if !self.logout_to_refusal.is_empty() {
+            out.push_str("\n## Logout to refusal\n\n");
+            let _ = writeln!(out, "{}\n", logout::TABLE_NOTE);
+            out.push_str(&render_markdown_table(
+                &logout::TABLE_HEADER,
+                &self.logout_rows(),
+            ));
         }
         let _ = writeln!(out, "\n{}\n", self.summary_line());
         out.push_str("Charts: `latency-<scenario>.svg` (latency percentiles against rate, one line per gateway), `outcomes.svg` (admitted/refused per gateway and scenario).\n");
@@ -513,6 +531,13 @@ impl Report {
     }
 
     /// Attaches what a probe request showed to a verdict row.
+    pub(crate) fn logout_rows(&self) -> Vec<Vec<String>> {
+        self.logout_to_refusal
+            .iter()
+            .map(logout::LogoutTimes::row)
+            .collect()
+    }
+
     pub fn set_sample(&mut self, gateway: &str, scenario: &str, sample: String) {
         if let Some(row) = self
             .verdicts
@@ -716,7 +741,7 @@ pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn render_markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn render_markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = format!("| {} |\n", header.join(" | "));
     out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
     for row in rows {
@@ -727,281 +752,5 @@ fn render_markdown_table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::driver::{ErrorCounts, Histograms, LatencySummary, Mode};
-    use crate::matrix::scenario::{POLICY_SCENARIOS, TokenKind};
-
-    fn schema() -> serde_json::Value {
-        let path = crate::paths::repo_root().join("loadtest/report.schema.json");
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    }
-
-    fn enum_of(schema: &serde_json::Value, def: &str) -> Vec<String> {
-        schema["$defs"][def]["enum"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    /// The schema's lists are the code's: a scenario or token kind added in one place only
-    /// fails here, not in a user's validator.
-    #[test]
-    fn the_schema_names_every_scenario_token_kind_and_challenge() {
-        let schema = schema();
-        let scenarios: Vec<String> = Scenario::all().map(Scenario::name).collect();
-        assert_eq!(enum_of(&schema, "scenario"), scenarios);
-        let kinds: Vec<String> = TokenKind::ALL.iter().map(|k| k.name().to_owned()).collect();
-        assert_eq!(enum_of(&schema, "token_kind"), kinds);
-        for kind in TokenKind::ALL {
-            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
-        }
-        let challenges: Vec<String> = [
-            Challenge::None,
-            Challenge::Bare,
-            Challenge::InvalidToken,
-            Challenge::InsufficientScope,
-        ]
-        .iter()
-        .map(|c| {
-            serde_json::to_value(c)
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-        assert_eq!(enum_of(&schema, "challenge"), challenges);
-        assert_eq!(
-            schema["properties"]["schema_version"]["const"],
-            SCHEMA_VERSION
-        );
-    }
-
-    /// A measured window of `statuses`, `expected` of them judged as expected.
-    fn result(statuses: &[(u16, u64)], expected: u64) -> RunResult {
-        let completed = statuses.iter().map(|(_, n)| n).sum();
-        let mut histograms = Histograms::new().unwrap();
-        for _ in 0..completed {
-            histograms.uncorrected.saturating_record(500);
-            histograms.corrected.saturating_record(520);
-            histograms.lag.saturating_record(20);
-        }
-        let mut result = RunResult {
-            label: "unit".into(),
-            mode: Mode::OpenLoop,
-            target_rate: Some(completed as f64),
-            threads: 1,
-            connections: 4,
-            scheduled: completed,
-            sent: completed,
-            completed,
-            dropped: 0,
-            errors: ErrorCounts::default(),
-            status_counts: statuses.iter().copied().collect(),
-            expected,
-            unexpected: completed - expected,
-            unexpected_samples: Vec::new(),
-            latency_corrected: LatencySummary::default(),
-            latency_uncorrected: LatencySummary::default(),
-            schedule_lag: LatencySummary::default(),
-            bytes_sent: 0,
-            bytes_received: 0,
-            sent_kib_per_sec: 0.0,
-            received_kib_per_sec: 0.0,
-            connections_opened: 1,
-            window_secs: 1.0,
-            achieved_rate: 0.0,
-            elapsed_secs: 1.0,
-            driver_cpu_secs: 0.1,
-            histograms,
-        };
-        result.refresh_derived();
-        result
-    }
-
-    fn cell(gateway: &str, scenario: Scenario, statuses: &[(u16, u64)], expected: u64) -> Cell {
-        let profile = scenario::profile(gateway).unwrap();
-        Cell::new(
-            10.0,
-            scenario,
-            Some(profile),
-            scenario::expectation(profile, scenario),
-            result(statuses, expected),
-            &Thresholds::default(),
-            None,
-        )
-    }
-
-    fn settings(gateways: &[&str], scenarios: &[Scenario]) -> Settings {
-        Settings {
-            profile: Profile::Quick,
-            gateways: gateways.iter().map(|g| (*g).to_owned()).collect(),
-            scenarios: scenarios.iter().map(|s| s.name()).collect(),
-            rates: vec![10.0],
-            policy_rates: vec![10.0],
-            idp_rates: vec![10.0],
-            warmup_secs: 0.0,
-            duration_secs: 1.0,
-            pool_size: 1,
-            driver_threads: 1,
-            max_in_flight: 4,
-            envoy_workers: 1,
-            target: None,
-            patches: BTreeMap::new(),
-        }
-    }
-
-    fn policy(name: &str) -> Scenario {
-        Scenario::parse(&format!("policy-{name}")).unwrap()
-    }
-
-    #[test]
-    fn a_forged_header_that_reached_the_backend_is_an_unexpected_gap() {
-        let forged = policy("public-forged-identity");
-        let admin = policy("admin-with-role");
-        // 10 answers of 200, 3 of them judged unexpected: the backend saw the header.
-        let leaky = cell("policy", forged, &[(200, 10)], 7);
-        assert_eq!((leaky.admitted, leaky.leaked), (10, 3));
-        // The same count on a scenario with nothing to strip is not a leak.
-        assert_eq!(cell("policy", admin, &[(200, 10)], 7).leaked, 0);
-
-        let cells = vec![
-            cell("jwt", Scenario::Api(TokenKind::Valid), &[(200, 10)], 10),
-            cell("policy", Scenario::Api(TokenKind::Valid), &[(200, 10)], 10),
-            leaky,
-            cell("policy", admin, &[(200, 10)], 10),
-        ];
-        let scenarios = [Scenario::Api(TokenKind::Valid), forged, admin];
-        let report = Report::new(settings(&["jwt", "policy"], &scenarios), cells);
-        let row = |gateway: &str, scenario: Scenario| {
-            report
-                .verdicts
-                .iter()
-                .find(|r| r.gateway == gateway && r.scenario == scenario.name())
-                .unwrap()
-        };
-        let gap = row("policy", forged);
-        assert_eq!(
-            (gap.verdict, gap.leaked, gap.known_gap),
-            (Verdict::Gap, 3, None)
-        );
-        assert_eq!(gap.must_strip, Some("x-jwt-sub"));
-        assert_eq!(row("policy", admin).verdict, Verdict::Pass);
-        // Not run on jwt: a row that says so.
-        let not_run = row("jwt", forged);
-        assert_eq!(
-            (not_run.verdict, not_run.cells, not_run.not_applicable),
-            (Verdict::NotApplicable, 0, Some("not a policy gateway"))
-        );
-        assert_eq!(report.verdicts.len(), 6);
-        assert_eq!(report.summary.unexpected_gaps, 1);
-        assert_eq!(report.exit_code(), exit::SECURITY_GAP);
-
-        let text = report.text();
-        assert!(
-            text.contains("GAP (x-jwt-sub reached the backend 3×)"),
-            "{text}"
-        );
-        assert!(text.contains("admit, strip x-jwt-sub"), "{text}");
-        assert!(
-            text.contains(
-                "Not run, n/a (not a policy gateway): policy-public-forged-identity, \
-                 policy-admin-with-role on jwt."
-            ),
-            "{text}"
-        );
-        assert!(
-            report
-                .markdown()
-                .contains("| policy | policy-public-forged-identity |")
-        );
-
-        let json = serde_json::to_value(&report).unwrap();
-        let validator = jsonschema::validator_for(&schema()).unwrap();
-        let errors: Vec<String> = validator
-            .iter_errors(&json)
-            .map(|e| e.to_string())
-            .collect();
-        assert!(errors.is_empty(), "{errors:#?}");
-    }
-
-    /// report.html leads with the write-up's finding, then the verdict grid, then cost, the
-    /// full tables and how the run was made; it references nothing outside itself.
-    #[test]
-    fn the_html_report_leads_with_the_expired_token_gap() {
-        let scenarios = [
-            Scenario::Api(TokenKind::Valid),
-            Scenario::Api(TokenKind::Revoked),
-            Scenario::Api(TokenKind::Expired),
-        ];
-        let mut cells = Vec::new();
-        for gateway in ["jwt", "jwt-no-exp"] {
-            cells.push(cell(gateway, scenarios[0], &[(200, 10)], 10));
-            cells.push(cell(gateway, scenarios[1], &[(200, 10)], 10));
-        }
-        cells.push(cell("jwt", scenarios[2], &[(401, 10)], 0));
-        cells.push(cell("jwt-no-exp", scenarios[2], &[(200, 10)], 10));
-        let mut report = Report::new(settings(&["jwt", "jwt-no-exp"], &scenarios), cells);
-        report.set_sample("jwt-no-exp", "api-expired", "probe → 200".to_owned());
-        let dir = crate::paths::run_dir("html-unit");
-        std::fs::create_dir_all(&dir).unwrap();
-        report.write(&dir).unwrap();
-        let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
-        let at = |needle: &str| {
-            html.find(needle)
-                .unwrap_or_else(|| panic!("{needle} missing from report.html"))
-        };
-        let headline = at("id=\"headline\"");
-        assert!(html[headline..].starts_with(
-            "id=\"headline\"><strong>GAP: <code>jwt-no-exp</code> admitted /api/orders, expired token"
-        ));
-        assert!(headline < at("id=\"verdict-grid\""));
-        assert!(at("id=\"verdict-grid\"") < at("id=\"cost\""));
-        assert!(at("id=\"cost\"") < at("id=\"tables\""));
-        assert!(at("id=\"tables\"") < at("id=\"how\""));
-        assert!(at("<figure class=\"chart\" data-chart=\"latency-api-valid.svg\"><svg") > 0);
-        assert!(html.contains("<td class=\"GAP known\""));
-        // Self-contained: no script, no stylesheet or image fetched.
-        for outside in ["<script", "<link", "src=", "@import", "url("] {
-            assert!(!html.contains(outside), "report.html contains {outside}");
-        }
-        assert!(!html.contains("<?xml"));
-    }
-
-    /// Every policy scenario answered as the table says: all PASS, exit 0; refusing the
-    /// ones to admit is a FAIL (exit 1), admitting the ones to refuse a GAP (exit 2).
-    #[test]
-    fn policy_verdicts_and_exit_codes() {
-        let scenarios: Vec<Scenario> = POLICY_SCENARIOS.iter().map(Scenario::Policy).collect();
-        let as_expected = |scenario: Scenario| {
-            let status =
-                scenario::expectation(scenario::profile("policy").unwrap(), scenario).status;
-            cell("policy", scenario, &[(status, 10)], 10)
-        };
-        let report = Report::new(
-            settings(&["policy"], &scenarios),
-            scenarios.iter().map(|s| as_expected(*s)).collect(),
-        );
-        assert!(report.verdicts.iter().all(|r| r.verdict == Verdict::Pass));
-        assert_eq!(report.exit_code(), exit::OK);
-
-        let mut refused = scenarios
-            .iter()
-            .map(|s| as_expected(*s))
-            .collect::<Vec<_>>();
-        refused[5] = cell("policy", policy("admin-with-role"), &[(403, 10)], 0);
-        let report = Report::new(settings(&["policy"], &scenarios), refused);
-        assert_eq!(report.exit_code(), exit::FAILURE);
-
-        let mut admitted = scenarios
-            .iter()
-            .map(|s| as_expected(*s))
-            .collect::<Vec<_>>();
-        admitted[4] = cell("policy", policy("admin-without-role"), &[(200, 10)], 0);
-        let report = Report::new(settings(&["policy"], &scenarios), admitted);
-        assert_eq!(report.exit_code(), exit::SECURITY_GAP);
-    }
-}
+#[path = "report_tests.rs"]
+mod tests;

@@ -4,7 +4,9 @@
 //! re-minted before a cell whenever they would expire during it. Expired tokens come from the
 //! 2-second client and are usable once past the gateways' leeway. The policy scenarios' pools
 //! (realm B's client, realm A's users with and without the role `admin`) are minted only for
-//! runs that have them, and re-minted with the others.
+//! runs that have them, and re-minted with the others. The `logged-out` pool (one session of
+//! `alice`, ended at Keycloak once minted: `matrix/logout.rs`) only once
+//! [`TokenPools::enable_logged_out`] was called, after the gateways were told where logouts go.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,6 +39,13 @@ pub struct TokenPools {
     expired: Vec<String>,
     expired_usable_at: Instant,
     policy: Option<PolicyPools>,
+    logged_out: Option<LoggedOutPool>,
+}
+
+/// Tokens of a session that Keycloak's admin API ended after they were minted.
+struct LoggedOutPool {
+    admin: Arc<keycloak::AdminClient>,
+    tokens: Vec<String>,
 }
 
 /// The policy scenarios' tokens.
@@ -81,6 +90,7 @@ impl TokenPools {
                 without_admin_role: Vec::new(),
                 with_admin_role: Vec::new(),
             }),
+            logged_out: None,
         };
         pools.remint_live().await?;
         Ok(pools)
@@ -110,6 +120,12 @@ impl TokenPools {
             policy.without_admin_role = alice.tokens;
             policy.with_admin_role = carol.tokens;
         }
+        if let Some(pool) = &mut self.logged_out {
+            let (tokens, valid_until) =
+                mint_logged_out(&self.client, &pool.admin, self.size).await?;
+            pool.tokens = tokens;
+            until.push(valid_until);
+        }
         self.live_until = until.into_iter().min().unwrap_or_else(Instant::now);
         self.valid = valid.tokens;
         self.revoked = revoked.tokens;
@@ -131,6 +147,15 @@ impl TokenPools {
         {
             tokio::time::sleep(wait).await;
         }
+        Ok(())
+    }
+
+    /// Mints the `logged-out` pool now and with every re-mint: call it once Keycloak posts
+    /// logouts where the gateways receive them.
+    pub async fn enable_logged_out(&mut self, admin: Arc<keycloak::AdminClient>) -> Result<()> {
+        let (tokens, valid_until) = mint_logged_out(&self.client, &admin, self.size).await?;
+        self.live_until = self.live_until.min(valid_until);
+        self.logged_out = Some(LoggedOutPool { admin, tokens });
         Ok(())
     }
 
@@ -165,6 +190,11 @@ impl TokenPools {
                 .iter()
                 .filter_map(|t| with_issuer(t, self.client.issuer()))
                 .collect(),
+            TokenKind::LoggedOut => self
+                .logged_out
+                .as_ref()
+                .map(|pool| pool.tokens.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -254,6 +284,26 @@ async fn mint_users(client: &KeycloakClient, user: User, count: usize) -> Result
     let first_until = started + Duration::from_secs(first.expires_in.min(86_400));
     rest.valid_until = rest.valid_until.min(first_until);
     Ok(rest)
+}
+
+/// `count` tokens of one session of `alice`, then that session ended through the admin API
+/// (Keycloak posts the logout token to the client's back-channel URL before it answers).
+async fn mint_logged_out(
+    client: &KeycloakClient,
+    admin: &keycloak::AdminClient,
+    count: usize,
+) -> Result<(Vec<String>, Instant)> {
+    let minted = mint_users(client, keycloak::ALICE, count).await?;
+    let first = minted
+        .tokens
+        .first()
+        .ok_or_else(|| anyhow!("no logged-out token minted"))?;
+    let sid = super::logout::sid(first)?;
+    admin
+        .end_session(keycloak::REALM, &sid)
+        .await
+        .context("ending the logged-out pool's session")?;
+    Ok((minted.tokens, minted.valid_until))
 }
 
 async fn revoke_all(client: &KeycloakClient, tokens: &[String]) -> Result<()> {

@@ -36,7 +36,7 @@ const MATRIX: &[(&str, &str)] = &[
     (
         "LOADTEST_SCENARIOS",
         "api-valid,api-expired,api-invalid-signature,api-malformed,api-missing,api-revoked,\
-         api-alg-none,api-wrong-audience",
+         api-alg-none,api-wrong-audience,api-logged-out",
     ),
     ("LOADTEST_RATES", "20"),
     ("LOADTEST_DURATION", "2"),
