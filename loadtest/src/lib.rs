@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod compose;
 pub mod cpu;
+pub mod differential;
 pub mod driver;
 pub mod envoy;
 pub mod flock;
@@ -15,4 +16,5 @@ pub mod paths;
 pub mod ports;
 pub mod process;
 pub mod render;
+pub mod soak;
 pub mod stack;
