@@ -12,13 +12,22 @@ use super::stack::{AUDIENCE, CLOCK_SKEW, published_keys};
 /// Makes the `Authorization` value from the issuer and the current Unix time.
 pub type Make = Box<dyn Fn(&str, i64) -> String + Send + Sync>;
 
+/// A time claim's value from the current time (`None`: absent).
+type Time = fn(i64) -> Option<Value>;
+/// A claim's value from the issuer.
+type FromIssuer = fn(&str) -> Option<Value>;
+/// A payload's bytes from the issuer and the current time.
+/// A claim's fixed value.
+type Fixed = fn() -> Option<Value>;
+type Payload = fn(&str, i64) -> Vec<u8>;
+
 pub struct Template {
     pub category: &'static str,
     pub label: String,
     pub make: Make,
 }
 
-fn case(
+pub(super) fn case(
     category: &'static str,
     label: impl Into<String>,
     make: impl Fn(&str, i64) -> String + Send + Sync + 'static,
@@ -34,7 +43,7 @@ pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-fn draft(iss: &str, now: i64, label: &str) -> Draft {
+pub(super) fn draft(iss: &str, now: i64, label: &str) -> Draft {
     Draft::new(Algorithm::Rs256, iss, now, label)
 }
 
@@ -71,7 +80,7 @@ pub fn fixed() -> Vec<Template> {
     claim_types(&mut cases);
     headers(&mut cases);
     signatures(&mut cases);
-    encodings(&mut cases);
+    super::encodings::add(&mut cases);
     cases
 }
 
@@ -106,7 +115,7 @@ fn time(cases: &mut Vec<Template>) {
     // Three seconds either side of each edge: the exact second is a race between the two
     // listeners' clocks, never a difference of policy.
     const S: i64 = CLOCK_SKEW;
-    let exp: [(&str, fn(i64) -> Option<Value>); 17] = [
+    let exp: [(&str, Time); 17] = [
         ("exp an hour ago", |n| Some(json!(n - 3600))),
         ("exp beyond the skew", |n| Some(json!(n - S - 3))),
         ("exp within the skew", |n| Some(json!(n - S + 3))),
@@ -130,7 +139,7 @@ fn time(cases: &mut Vec<Template>) {
     for (label, value) in exp {
         cases.push(claim_case("time", label, "exp", move |_, n| value(n)));
     }
-    let nbf: [(&str, fn(i64) -> Option<Value>); 7] = [
+    let nbf: [(&str, Time); 7] = [
         ("nbf beyond the skew", |n| Some(json!(n + S + 3))),
         ("nbf within the skew", |n| Some(json!(n + S - 3))),
         ("nbf a minute ago", |n| Some(json!(n - 60))),
@@ -142,7 +151,7 @@ fn time(cases: &mut Vec<Template>) {
     for (label, value) in nbf {
         cases.push(claim_case("time", label, "nbf", move |_, n| value(n)));
     }
-    let iat: [(&str, fn(i64) -> Option<Value>); 6] = [
+    let iat: [(&str, Time); 6] = [
         ("iat in an hour", |n| Some(json!(n + 3600))),
         ("iat beyond the skew", |n| Some(json!(n + S + 3))),
         ("iat absent", |_| None),
@@ -165,7 +174,7 @@ fn time(cases: &mut Vec<Template>) {
 }
 
 fn audience_and_issuer(cases: &mut Vec<Template>) {
-    let aud: [(&str, fn() -> Option<Value>); 14] = [
+    let aud: [(&str, Fixed); 14] = [
         ("aud in an array", || Some(json!([AUDIENCE]))),
         ("aud second in an array", || {
             Some(json!(["other", AUDIENCE]))
@@ -186,7 +195,7 @@ fn audience_and_issuer(cases: &mut Vec<Template>) {
     for (label, value) in aud {
         cases.push(claim_case("aud", label, "aud", move |_, _| value()));
     }
-    let iss: [(&str, fn(&str) -> Option<Value>); 10] = [
+    let iss: [(&str, FromIssuer); 10] = [
         ("iss absent", |_| None),
         ("iss other host", |_| {
             Some(json!("http://idp.example/realms/tokengate"))
@@ -229,7 +238,7 @@ fn claim_types(cases: &mut Vec<Template>) {
         }));
     }
     // Payloads that are not one plain JSON object, each validly signed.
-    let raw: [(&str, fn(&str, i64) -> Vec<u8>); 11] = [
+    let raw: [(&str, Payload); 11] = [
         ("payload an array", |_, _| b"[1,2]".to_vec()),
         ("payload null", |_, _| b"null".to_vec()),
         ("payload not JSON", |_, _| b"not json".to_vec()),
@@ -515,87 +524,4 @@ fn signatures(cases: &mut Vec<Template>) {
             bearer(&edit(&token))
         }));
     }
-}
-
-fn encodings(cases: &mut Vec<Template>) {
-    use Algorithm::{EdDsa, Es256, Rs256};
-    for alg in [Rs256, Es256, EdDsa] {
-        let name = alg.jws_name();
-        for index in 0..3 {
-            let segment = ["header", "payload", "signature"][index];
-            for (edit, apply) in [
-                ("padded", mint::padded as fn(&str, usize) -> String),
-                ("non-canonical last character", mint::non_canonical_tail),
-            ] {
-                let label = format!("{name} {segment} {edit}");
-                let jti = label.clone();
-                cases.push(case("base64", label, move |iss, now| {
-                    // Vary the jti until the segment has a length the edit changes.
-                    let token = (0..64)
-                        .map(|n| Draft::new(alg, iss, now, &format!("{jti} {n}")).sign())
-                        .find(|t| t.split('.').nth(index).is_some_and(|s| s.len() % 4 != 0))
-                        .unwrap_or_default();
-                    bearer(&apply(&token, index))
-                }));
-            }
-        }
-        let label = format!("{name} standard alphabet");
-        cases.push(case("base64", label.clone(), move |iss, now| {
-            let token = (0..64)
-                .map(|n| Draft::new(alg, iss, now, &format!("{label} {n}")).sign())
-                .find(|t| t.contains(['-', '_']))
-                .unwrap_or_default();
-            bearer(&mint::standard_alphabet(&token))
-        }));
-    }
-    type Shape = fn(&str) -> String;
-    let shapes: [(&str, Shape); 15] = [
-        ("space inside the payload", |t| insert_at(t, 1, 5, " ")),
-        ("tab inside the payload", |t| insert_at(t, 1, 5, "\t")),
-        ("space after the first dot", |t| t.replacen('.', ". ", 1)),
-        ("four segments", |t| format!("{t}.e30")),
-        ("five segments (JWE shape)", |t| format!("{t}.AAAA.AAAA")),
-        ("two segments", |t| {
-            t.rsplit_once('.').map_or(t.to_owned(), |p| p.0.to_owned())
-        }),
-        ("trailing dot", |t| format!("{t}.")),
-        ("leading dot", |t| format!(".{t}")),
-        ("empty header segment", |t| {
-            mint::map_segment(t, 0, |_| String::new())
-        }),
-        ("percent-encoded dash", |t| t.replacen('-', "%2D", 1)),
-        ("character outside base64url", |t| insert_at(t, 2, 3, "!")),
-        ("header as padded standard base64", |t| {
-            mint::map_segment(t, 0, |s| mint::padded(&mint::standard_alphabet(s), 0))
-        }),
-        ("doubled dot", |t| t.replacen('.', "..", 1)),
-        ("quoted", |t| format!("\"{t}\"")),
-        ("with a trailing comma", |t| format!("{t},")),
-    ];
-    for (label, shape) in shapes {
-        cases.push(case("token shape", label, move |iss, now| {
-            bearer(&shape(&draft(iss, now, label).sign()))
-        }));
-    }
-    let schemes: [(&str, fn(&str) -> String); 7] = [
-        ("scheme lower case", |t| format!("bearer {t}")),
-        ("scheme upper case", |t| format!("BEARER {t}")),
-        ("two spaces after the scheme", |t| format!("Bearer  {t}")),
-        ("tab after the scheme", |t| format!("Bearer\t{t}")),
-        ("no scheme", |t| t.to_owned()),
-        ("Basic scheme", |t| format!("Basic {t}")),
-        ("two tokens", |t| format!("Bearer {t} {t}")),
-    ];
-    for (label, scheme) in schemes {
-        cases.push(case("scheme", label, move |iss, now| {
-            scheme(&draft(iss, now, label).sign())
-        }));
-    }
-}
-
-fn insert_at(token: &str, segment: usize, offset: usize, text: &str) -> String {
-    mint::map_segment(token, segment, |s| {
-        let at = offset.min(s.len());
-        format!("{}{text}{}", &s[..at], &s[at..])
-    })
 }

@@ -8,6 +8,7 @@
 
 pub mod cases;
 pub mod cli;
+pub mod encodings;
 pub mod intended;
 pub mod mint;
 pub mod random;

@@ -17,7 +17,7 @@ impl Rng {
         Rng(seed)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -29,7 +29,7 @@ impl Rng {
         if n == 0 {
             0
         } else {
-            (self.next() % n as u64) as usize
+            (self.next_u64() % n as u64) as usize
         }
     }
 
@@ -52,7 +52,7 @@ pub fn template(seed: u64, index: usize) -> Template {
         label: label.clone(),
         make: Box::new(move |iss, now| {
             let mut rng = Rng::new(case_seed);
-            rng.next();
+            rng.next_u64();
             // Mostly the cheap keys to sign with (RSA 3072 costs milliseconds a token).
             let (alg, kid) = match rng.below(4) {
                 0 => *rng.pick(&VALID),
