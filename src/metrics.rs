@@ -109,14 +109,18 @@ pub enum Gauge {
     ExpCheckDisabled,
     /// Ended sessions this worker knows of (all providers).
     RevokedEntries,
+    /// Verified tokens and introspection answers this worker holds in its caches (all
+    /// providers): bounded by the configured sizes, whatever the traffic.
+    CacheEntries,
 }
 
 impl Gauge {
     /// Every gauge, in discriminant order.
-    pub const ALL: [Gauge; 3] = [
+    pub const ALL: [Gauge; 4] = [
         Gauge::KeysLoaded,
         Gauge::ExpCheckDisabled,
         Gauge::RevokedEntries,
+        Gauge::CacheEntries,
     ];
 
     /// The exported name.
@@ -125,6 +129,7 @@ impl Gauge {
             Gauge::KeysLoaded => "tokengate.jwks.keys_loaded",
             Gauge::ExpCheckDisabled => "tokengate.config.exp_check_disabled",
             Gauge::RevokedEntries => "tokengate.revocation.entries",
+            Gauge::CacheEntries => "tokengate.cache.entries",
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod backend;
 pub mod compose;
 pub mod cpu;
+pub mod differential;
 pub mod driver;
 pub mod envoy;
 pub mod flock;
@@ -16,4 +17,5 @@ pub mod ports;
 pub mod process;
 pub mod render;
 pub mod render_logout;
+pub mod soak;
 pub mod stack;

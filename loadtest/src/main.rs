@@ -61,6 +61,13 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Send the same generated tokens to tokengate and to Envoy's jwt_authn in one Envoy and
+    /// compare the verdicts. Exit code 2 when tokengate admits a token jwt_authn refuses that
+    /// is not a listed intended difference.
+    Differential(loadtest::differential::cli::Args),
+    /// Soak: distinct valid tokens through one Envoy worker twice over, then invalid ones;
+    /// prints Envoy's RSS, tokengate's cache gauge, errors and latency per reading.
+    Soak(loadtest::soak::cli::Args),
     /// Render gateway templates for an environment.
     Render {
         /// Gateways to render, comma-separated; all when omitted.
@@ -195,6 +202,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => return run(*args),
+        Command::Differential(args) => match loadtest::differential::cli::main(args) {
+            Ok(code) => return code,
+            Err(err) => Err(err),
+        },
+        Command::Soak(args) => match loadtest::soak::cli::main(args) {
+            Ok(code) => return code,
+            Err(err) => Err(err),
+        },
         Command::Up {
             gateway,
             envoy_workers,

@@ -187,6 +187,11 @@ impl Engine {
             .map_or(0, ProviderState::key_count)
     }
 
+    /// Entries in every provider's caches (verified tokens and introspection answers).
+    pub fn cache_entries(&self) -> usize {
+        self.states.iter().map(ProviderState::cache_entries).sum()
+    }
+
     /// Replaces `provider`'s key set with a freshly fetched JWKS document. On error the
     /// previous keys stay in place. When the document changed, that provider's cached
     /// verdicts are dropped: a key may have been withdrawn. An unchanged document (the usual

@@ -69,6 +69,10 @@ impl ProviderState {
         self.keys.len()
     }
 
+    pub(super) fn cache_entries(&self) -> usize {
+        self.verified.len() + self.introspected.len()
+    }
+
     pub(super) fn keys(&self) -> &KeySet {
         &self.keys
     }

@@ -25,7 +25,7 @@ use crate::engine::{
     Admission, CacheUse, Decision, Engine, Evaluation, InHand, IntrospectionOutcome, RequestNeeds,
 };
 use crate::introspection::coalesce::{Coalescer, Join};
-use crate::metrics::{Counter, Metrics};
+use crate::metrics::{Counter, Gauge, Metrics};
 use crate::rejection::{DenyResponse, IdpFailure, Rejection, ResponseContext, deny_response};
 
 pub use calls::{CallResponse, Waiter};
@@ -456,6 +456,11 @@ impl Worker {
     /// Turns a final evaluation into a step, recording its metrics.
     fn settle(&mut self, host: &mut impl Host, evaluation: Evaluation) -> Step {
         self.metrics.record_cache(host, &evaluation.lookups);
+        if evaluation.lookups.cache != CacheUse::Hit {
+            // A hit leaves the caches as they were; anything else may have added an entry.
+            let entries = u64::try_from(self.engine.cache_entries()).unwrap_or(u64::MAX);
+            self.metrics.set(host, Gauge::CacheEntries, entries);
+        }
         match &evaluation.decision {
             Decision::Allow(admission) => {
                 self.metrics
@@ -512,6 +517,8 @@ pub fn unconfigured_response() -> DenyResponse {
     )
 }
 
+#[cfg(test)]
+mod cache_tests;
 #[cfg(test)]
 mod logout_tests;
 #[cfg(test)]
