@@ -194,6 +194,15 @@ fn problems_of(gateway: &str, run: &StackRun) -> Result<Vec<String>> {
     Ok(problems)
 }
 
+/// The run ended before any load because minting the first token timed out.
+fn first_mint_timed_out(run: &StackRun) -> bool {
+    let log = std::fs::read_to_string(&run.log).unwrap_or_default();
+    run.exit_code == 1
+        && !run.report.exists()
+        && log.contains("loadtest: minting a token for")
+        && log.contains("timed out after")
+}
+
 /// What the broken variant must show; the problems found.
 fn broken_problems(run: &StackRun, gateway: &str) -> Result<Vec<String>> {
     let mut problems = Vec::new();
@@ -230,11 +239,18 @@ fn the_compose_stack_runs_every_gateway_and_fails_when_broken() -> Result<()> {
     stack.down()?;
     let _down = Down(&stack);
     let mut failures = Vec::new();
-    for gateway in GATEWAYS {
+    for (index, gateway) in GATEWAYS.iter().enumerate() {
         println!("== compose: GATEWAY={gateway}");
-        let result = stack
-            .up(gateway, gateway, MATRIX)
-            .and_then(|run| Ok((problems_of(gateway, &run)?, run)));
+        let mut run = stack.up(gateway, gateway, MATRIX);
+        // The stand-in Keycloak is ready within a minute of its start, its JVM still cold: on
+        // a busy machine the very first token it mints can take longer than the driver's 10 s.
+        // That one failure, on the first run only, gets a second run against the Keycloak that
+        // is now warm; any other failure, or a second one, counts.
+        if index == 0 && run.as_ref().is_ok_and(first_mint_timed_out) {
+            println!("== compose: GATEWAY={gateway}: Keycloak's first token timed out; once more");
+            run = stack.up(gateway, gateway, MATRIX);
+        }
+        let result = run.and_then(|run| Ok((problems_of(gateway, &run)?, run)));
         match result {
             Ok((problems, run)) => {
                 println!(

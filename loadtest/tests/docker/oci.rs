@@ -72,6 +72,19 @@ fn validates(wasm: &Path, flags: &[&str]) -> Result<bool> {
     Ok(status.success())
 }
 
+/// The fast filter as a fresh host build of this checkout makes it (`TOKENGATE_HOST_WASM`,
+/// built by scripts/test-docker at the path the image builds at, from the same vendored
+/// crates): the same sources, toolchain, flags and paths give the same bytes, so any
+/// difference means the image's build did not see these sources.
+fn host_build() -> Result<(Vec<u8>, PathBuf)> {
+    let path = PathBuf::from(std::env::var("TOKENGATE_HOST_WASM").context(
+        "TOKENGATE_HOST_WASM (the host build to compare the image's filter with) is not set: \
+         run scripts/test-docker",
+    )?);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((bytes, path))
+}
+
 pub fn check_images() -> Result<()> {
     super::stack::daemon()?;
     let registry = std::env::var("TOKENGATE_TEST_REGISTRY").context(
@@ -180,6 +193,15 @@ pub fn check_images() -> Result<()> {
             ensure!(
                 wasm == tested,
                 "{remote}: plugin.wasm is not the filter the compose stack ran"
+            );
+            let (host, host_path) = host_build()?;
+            ensure!(
+                wasm == host,
+                "{remote}: plugin.wasm ({} bytes) is not the module a fresh host build of these \
+                 sources makes ({}, {} bytes): the image was built from other sources (stale)",
+                wasm.len(),
+                host_path.display(),
+                host.len()
             );
             ensure!(
                 !validates(&module, &["--disable-simd"])?
