@@ -275,7 +275,15 @@ fn structured_case(c: &mut Choices<'_>) -> Case {
         }
     }
     match c.index(6) {
-        1 => authorization.push(format!("Bearer {}", mint(c, &BASES, WORDS, NOW).token)),
+        1 => {
+            // A second token, or the only one when none was placed above: then it is the
+            // request's bearer token (the filter rightly judges it).
+            let extra = mint(c, &BASES, WORDS, NOW);
+            authorization.push(format!("Bearer {}", extra.token));
+            if placement > 6 {
+                bearer = Some(extra);
+            }
+        }
         2 => authorization.push("Basic dXNlcjpwYXNz".to_owned()),
         3 => authorization.push("Bearer".to_owned()),
         _ => {}
@@ -411,8 +419,8 @@ fn check(engine: &Engine, case: &Case, evaluation: &Evaluation) {
                 }
                 .unwrap_or_else(|| {
                     panic!(
-                        "provider {} admitted a request without a token the harness placed",
-                        identity.provider
+                        "provider {} admitted a request without a token the harness placed: {:?}",
+                        identity.provider, case.request
                     )
                 });
                 let jws = check_admitted_token(identity.provider, minted, case.now);
