@@ -13,9 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 use loadtest::backend;
-use loadtest::host_cases::{
-    BadConfig, CallCount, Case, Concrete, Expect, IdpAnswer, Need, Step, is_outcome_counter,
-};
+use loadtest::host_cases::check::{call_problems, metric_problems, reply_problems};
+use loadtest::host_cases::{BadConfig, Case, Concrete, Expect, IdpAnswer, Need, Step};
 use loadtest::http::{self, Response};
 use loadtest::jwks_server::JwksServer;
 use loadtest::process::ManagedProcess;
@@ -198,90 +197,14 @@ fn outcome_problems(expect: &Expect, response: &Response, problems: &mut Vec<Str
                 ));
             }
         }
-        (None, Some(reply)) => {
-            if response.status != reply.status {
-                problems.push(format!(
-                    "status {} (expected {}): {}",
-                    response.status,
-                    reply.status,
-                    response.text()
-                ));
-            }
-            if let Some(challenge) = &reply.www_authenticate {
-                let got = response.header("www-authenticate");
-                if got != challenge.as_deref() {
-                    problems.push(format!("WWW-Authenticate {got:?}, expected {challenge:?}"));
-                }
-            }
-            if let Some(retry) = &reply.retry_after {
-                let got = response.header("retry-after");
-                if got != Some(retry.as_str()) {
-                    problems.push(format!("Retry-After {got:?}, expected {retry:?}"));
-                }
-            }
-            match response.json() {
-                Ok(body) => {
-                    if !body["error"].is_string() || !body["error_description"].is_string() {
-                        problems.push(format!("body {body} lacks error/error_description"));
-                    }
-                    if let Some(error) = &reply.error
-                        && body["error"] != error.as_str()
-                    {
-                        problems.push(format!("body error {}, expected {error}", body["error"]));
-                    }
-                }
-                Err(err) => problems.push(format!("{err:#}")),
-            }
-        }
+        (None, Some(reply)) => reply_problems(
+            reply,
+            u32::from(response.status),
+            |name| response.header(name).map(str::to_owned),
+            &response.body,
+            problems,
+        ),
         (None, None) => problems.push("the step expects neither continue nor reply".to_owned()),
-    }
-}
-
-fn metric_problems(
-    expect: &Expect,
-    before: &BTreeMap<String, u64>,
-    after: &BTreeMap<String, u64>,
-    problems: &mut Vec<String>,
-) {
-    let delta = |name: &str| {
-        after
-            .get(name)
-            .copied()
-            .unwrap_or(0)
-            .wrapping_sub(before.get(name).copied().unwrap_or(0))
-    };
-    for (name, expected) in &expect.metrics {
-        let got = delta(name);
-        if got != *expected {
-            problems.push(format!("{name} moved by {got}, expected {expected}"));
-        }
-    }
-    for name in after.keys() {
-        if is_outcome_counter(name) && !expect.metrics.contains_key(name) && delta(name) != 0 {
-            problems.push(format!("{name} moved by {} (not expected)", delta(name)));
-        }
-    }
-    for (name, expected) in &expect.gauges {
-        let got = after.get(name).copied().unwrap_or(0);
-        if got != *expected {
-            problems.push(format!("gauge {name} is {got}, expected {expected}"));
-        }
-    }
-}
-
-fn call_problems(
-    expected: &BTreeMap<String, CallCount>,
-    before: &BTreeMap<String, u64>,
-    after: &BTreeMap<String, u64>,
-    problems: &mut Vec<String>,
-) {
-    for (path, count) in expected {
-        let got = after.get(path).copied().unwrap_or(0) - before.get(path).copied().unwrap_or(0);
-        if !count.admits(got) {
-            problems.push(format!(
-                "the IdP got {got} calls at {path}, expected {count:?}"
-            ));
-        }
     }
 }
 

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
 
-use crate::cases::{CallCount, Expect, Step, is_outcome_counter};
 use crate::host::{Outcome, World, text_pairs};
+use tokengate_host_cases::check::{call_problems, metric_problems, reply_problems};
+use tokengate_host_cases::{CallCount, Expect, Step};
 
 pub fn step(world: &mut World, step: &Step) -> Result<()> {
     let metrics_before = world.metrics();
@@ -111,14 +112,6 @@ fn outcome_problems(
             }
         }
         (Outcome::Replied(reply), _, Some(expected)) => {
-            if reply.status_code != u32::from(expected.status) {
-                problems.push(format!(
-                    "status {} (expected {}): {}",
-                    reply.status_code,
-                    expected.status,
-                    String::from_utf8_lossy(&reply.body)
-                ));
-            }
             let header = |name: &str| {
                 reply
                     .headers
@@ -126,34 +119,7 @@ fn outcome_problems(
                     .find(|(n, _)| n.as_ref().eq_ignore_ascii_case(name.as_bytes()))
                     .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
             };
-            if let Some(challenge) = &expected.www_authenticate {
-                let got = header("www-authenticate");
-                if got.as_ref() != challenge.as_ref() {
-                    problems.push(format!("WWW-Authenticate {got:?}, expected {challenge:?}"));
-                }
-            }
-            if let Some(retry) = &expected.retry_after {
-                let got = header("retry-after");
-                if got.as_ref() != Some(retry) {
-                    problems.push(format!("Retry-After {got:?}, expected {retry:?}"));
-                }
-            }
-            match serde_json::from_slice::<serde_json::Value>(&reply.body) {
-                Ok(body) => {
-                    if !body["error"].is_string() || !body["error_description"].is_string() {
-                        problems.push(format!("body {body} lacks error/error_description"));
-                    }
-                    if let Some(error) = &expected.error
-                        && body["error"] != error.as_str()
-                    {
-                        problems.push(format!("body error {}, expected {error}", body["error"]));
-                    }
-                }
-                Err(_) => problems.push(format!(
-                    "body is not JSON: {}",
-                    String::from_utf8_lossy(&reply.body)
-                )),
-            }
+            reply_problems(expected, reply.status_code, header, &reply.body, problems);
         }
         (Outcome::Continued, None, _) => problems.push("the request was forwarded".to_owned()),
         (Outcome::Replied(reply), _, None) => problems.push(format!(
@@ -164,49 +130,16 @@ fn outcome_problems(
     }
 }
 
-fn metric_problems(
-    expect: &Expect,
-    before: &BTreeMap<String, u64>,
-    after: &BTreeMap<String, u64>,
-    problems: &mut Vec<String>,
-) {
-    let delta = |name: &str| {
-        after
-            .get(name)
-            .copied()
-            .unwrap_or(0)
-            .wrapping_sub(before.get(name).copied().unwrap_or(0))
-    };
-    for (name, expected) in &expect.metrics {
-        let got = delta(name);
-        if got != *expected {
-            problems.push(format!("{name} moved by {got}, expected {expected}"));
-        }
-    }
-    for name in after.keys() {
-        if is_outcome_counter(name) && !expect.metrics.contains_key(name) && delta(name) != 0 {
-            problems.push(format!("{name} moved by {} (not expected)", delta(name)));
-        }
-    }
-    for (name, expected) in &expect.gauges {
-        let got = after.get(name).copied().unwrap_or(0);
-        if got != *expected {
-            problems.push(format!("gauge {name} is {got}, expected {expected}"));
-        }
-    }
-}
-
 /// Calls the IdP received between two counts, against the expected counts by path.
 pub fn calls(
     expected: &BTreeMap<String, CallCount>,
     before: &BTreeMap<String, u64>,
     after: &BTreeMap<String, u64>,
 ) -> Result<()> {
-    for (path, count) in expected {
-        let got = after.get(path).copied().unwrap_or(0) - before.get(path).copied().unwrap_or(0);
-        if !count.admits(got) {
-            bail!("the IdP got {got} calls at {path}, expected {count:?}");
-        }
+    let mut problems = Vec::new();
+    call_problems(expected, before, after, &mut problems);
+    match problems.first() {
+        None => Ok(()),
+        Some(first) => bail!("{first}"),
     }
-    Ok(())
 }

@@ -17,7 +17,7 @@ use proxy_wasm_host::abi::v0_2_1::{
 };
 use proxy_wasm_host::{Engine, HeaderMap, HeaderMapExt, Limits, Module, VecHeaderMap};
 
-use crate::cases::IdpAnswer;
+use tokengate_host_cases::IdpAnswer;
 
 /// The tick period's worth of virtual time each tick advances the clock by, when the plugin
 /// asked for none (it always asks: 250 ms).

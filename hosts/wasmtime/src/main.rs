@@ -9,7 +9,6 @@
 //! with the reported bug) and a closing `N passed, N failed, N skipped` line; exits 1 when
 //! any case failed (a known failure that passes counts as failed: its mark must go).
 
-mod cases;
 mod check;
 mod host;
 
@@ -20,16 +19,22 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use cases::{Case, Concrete};
 use host::{Runtime, Start, World};
+use tokengate_host_cases::{Case, Concrete, Need};
 
 /// The tier's name in the cases' `known_failures`.
 const TIER: &str = "wasmtime";
 
-/// What this host supports (see `Need` in loadtest/src/host_cases.rs): everything. The clock
+/// What this host supports: everything. The clock
 /// is virtual (the wall clock at the case's start, moved on by ticks), ticks are delivered by
 /// the harness at the period the plugin asked for, two VMs share one in-memory store.
-const SUPPORTED: [&str; 5] = ["clock", "http_call", "tick", "two_vms", "two_roots"];
+const SUPPORTED: [Need; 5] = [
+    Need::Clock,
+    Need::HttpCall,
+    Need::Tick,
+    Need::TwoVms,
+    Need::TwoRoots,
+];
 
 /// Cases older than this may hold tokens whose times have moved (a `nbf` reached).
 const MAX_AGE_SECONDS: i64 = 900;
@@ -129,10 +134,10 @@ fn run() -> Result<bool> {
     }
 
     for case in &concrete.cases {
-        let missing: Vec<&String> = case
-            .needs
-            .iter()
-            .filter(|need| !SUPPORTED.contains(&need.as_str()))
+        let missing: Vec<&str> = case
+            .missing(&SUPPORTED)
+            .into_iter()
+            .map(Need::as_str)
             .collect();
         if !missing.is_empty() {
             tally.unsupported += 1;
