@@ -4,7 +4,9 @@ pub mod backend;
 pub mod compose;
 pub mod cpu;
 pub mod differential;
-pub mod driver;
+/// The load driver is its own crate (`loadtest/driver`); re-exported so the kit names it
+/// `loadtest::driver`.
+pub use loadtest_driver as driver;
 pub mod envoy;
 pub mod flock;
 pub mod host_cases;

@@ -1,7 +1,7 @@
 //! Unit tests of `report.rs`.
 
 use super::*;
-use crate::driver::{ErrorCounts, Histograms, LatencySummary, Mode};
+use crate::driver::RunResult;
 use crate::matrix::scenario::{POLICY_SCENARIOS, TokenKind};
 
 fn schema() -> serde_json::Value {
@@ -54,44 +54,8 @@ fn the_schema_names_every_scenario_token_kind_and_challenge() {
 
 /// A measured window of `statuses`, `expected` of them judged as expected.
 fn result(statuses: &[(u16, u64)], expected: u64) -> RunResult {
-    let completed = statuses.iter().map(|(_, n)| n).sum();
-    let mut histograms = Histograms::new().unwrap();
-    for _ in 0..completed {
-        histograms.uncorrected.saturating_record(500);
-        histograms.corrected.saturating_record(520);
-        histograms.lag.saturating_record(20);
-    }
-    let mut result = RunResult {
-        label: "unit".into(),
-        mode: Mode::OpenLoop,
-        target_rate: Some(completed as f64),
-        threads: 1,
-        connections: 4,
-        scheduled: completed,
-        sent: completed,
-        completed,
-        dropped: 0,
-        errors: ErrorCounts::default(),
-        status_counts: statuses.iter().copied().collect(),
-        expected,
-        unexpected: completed - expected,
-        unexpected_samples: Vec::new(),
-        latency_corrected: LatencySummary::default(),
-        latency_uncorrected: LatencySummary::default(),
-        schedule_lag: LatencySummary::default(),
-        bytes_sent: 0,
-        bytes_received: 0,
-        sent_kib_per_sec: 0.0,
-        received_kib_per_sec: 0.0,
-        connections_opened: 1,
-        window_secs: 1.0,
-        achieved_rate: 0.0,
-        elapsed_secs: 1.0,
-        driver_cpu_secs: 0.1,
-        histograms,
-    };
-    result.refresh_derived();
-    result
+    let completed: u64 = statuses.iter().map(|(_, n)| n).sum();
+    RunResult::synthetic(completed as f64, statuses, expected, 500, 20).unwrap()
 }
 
 fn cell(gateway: &str, scenario: Scenario, statuses: &[(u16, u64)], expected: u64) -> Cell {

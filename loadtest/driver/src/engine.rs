@@ -513,7 +513,7 @@ fn to_origin_form(request: &mut Request<Full<Bytes>>) {
 fn classify_hyper_error(e: &hyper::Error) -> ErrorKind {
     if e.is_timeout() {
         ErrorKind::Timeout
-    } else if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() || e.is_user() {
+    } else if e.is_parse() || e.is_parse_status() || e.is_user() {
         ErrorKind::Protocol
     } else if e.is_canceled() || e.is_closed() || e.is_incomplete_message() {
         ErrorKind::Closed

@@ -52,7 +52,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use loadtest::driver::{self, DriverConfig, ExpectStatus, RequestTemplate, Thresholds};
+//! use loadtest_driver::{self as driver, DriverConfig, ExpectStatus, RequestTemplate, Thresholds};
 //!
 //! # fn main() -> anyhow::Result<()> {
 //! let addr = "127.0.0.1:8080".parse()?;

@@ -329,6 +329,57 @@ impl RunResult {
         Ok(())
     }
 
+    /// A one-second open-loop window made of given figures rather than a run: `statuses`
+    /// answers, `expected` of them as expected, each taking `service_us` and sent `lag_us`
+    /// late. For tests of what consumes results (validity rules, verdicts, reports), so that
+    /// no test spells out every field and a new field is set in one place.
+    pub fn synthetic(
+        target_rate: f64,
+        statuses: &[(u16, u64)],
+        expected: u64,
+        service_us: u64,
+        lag_us: u64,
+    ) -> Result<RunResult> {
+        let completed = statuses.iter().map(|(_, n)| n).sum();
+        let mut histograms = Histograms::new()?;
+        for _ in 0..completed {
+            histograms.uncorrected.saturating_record(service_us);
+            histograms.corrected.saturating_record(service_us + lag_us);
+            histograms.lag.saturating_record(lag_us);
+        }
+        let mut result = RunResult {
+            label: "synthetic".into(),
+            mode: Mode::OpenLoop,
+            target_rate: Some(target_rate),
+            threads: 1,
+            connections: 8,
+            scheduled: completed,
+            sent: completed,
+            completed,
+            dropped: 0,
+            errors: ErrorCounts::default(),
+            status_counts: statuses.iter().copied().collect(),
+            expected,
+            unexpected: completed.saturating_sub(expected),
+            unexpected_samples: Vec::new(),
+            latency_corrected: LatencySummary::default(),
+            latency_uncorrected: LatencySummary::default(),
+            schedule_lag: LatencySummary::default(),
+            bytes_sent: 0,
+            bytes_received: 0,
+            sent_kib_per_sec: 0.0,
+            received_kib_per_sec: 0.0,
+            connections_opened: 1,
+            window_secs: 1.0,
+            achieved_rate: 0.0,
+            elapsed_secs: 1.0,
+            driver_cpu_secs: 0.1,
+            histograms,
+        };
+        result.refresh_derived();
+        Ok(result)
+    }
+
     /// Recomputes summaries and rates from the histograms and counts.
     pub(crate) fn refresh_derived(&mut self) {
         self.latency_corrected = LatencySummary::of(&self.histograms.corrected);
@@ -427,43 +478,8 @@ mod tests {
     /// An open-loop result at 1000 req/s over 1 s whose requests took
     /// `service_us` and went out `lag_us` late.
     fn result(service_us: u64, lag_us: u64, completed: u64) -> RunResult {
-        let mut histograms = Histograms::new().expect("histograms");
-        for _ in 0..completed {
-            histograms.uncorrected.saturating_record(service_us);
-            histograms.corrected.saturating_record(service_us + lag_us);
-            histograms.lag.saturating_record(lag_us);
-        }
-        let mut result = RunResult {
-            label: "unit".into(),
-            mode: Mode::OpenLoop,
-            target_rate: Some(1000.0),
-            threads: 1,
-            connections: 8,
-            scheduled: completed,
-            sent: completed,
-            completed,
-            dropped: 0,
-            errors: ErrorCounts::default(),
-            status_counts: BTreeMap::from([(200, completed)]),
-            expected: completed,
-            unexpected: 0,
-            unexpected_samples: Vec::new(),
-            latency_corrected: LatencySummary::default(),
-            latency_uncorrected: LatencySummary::default(),
-            schedule_lag: LatencySummary::default(),
-            bytes_sent: 0,
-            bytes_received: 0,
-            sent_kib_per_sec: 0.0,
-            received_kib_per_sec: 0.0,
-            connections_opened: 1,
-            window_secs: 1.0,
-            achieved_rate: 0.0,
-            elapsed_secs: 1.0,
-            driver_cpu_secs: 0.1,
-            histograms,
-        };
-        result.refresh_derived();
-        result
+        RunResult::synthetic(1000.0, &[(200, completed)], completed, service_us, lag_us)
+            .expect("histograms")
     }
 
     fn reasons(result: &RunResult) -> Vec<String> {
