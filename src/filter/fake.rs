@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use crate::introspection::HttpCall;
@@ -56,6 +56,9 @@ pub struct FakeHost {
     pub refuse_calls: bool,
     /// When set, `enqueue` refuses (a worker without a working wake-up queue).
     pub refuse_queue: bool,
+    /// Every `Host` method called, by name, with how often: each is a call across the wasm
+    /// boundary in a real host, so tests can pin what one decision costs in host calls.
+    host_calls: RefCell<BTreeMap<&'static str, u64>>,
 }
 
 impl FakeHost {
@@ -96,6 +99,15 @@ impl FakeHost {
         std::mem::take(&mut self.effects)
     }
 
+    /// Takes the count of `Host` calls by method name since the last take.
+    pub fn take_host_calls(&mut self) -> BTreeMap<&'static str, u64> {
+        std::mem::take(self.host_calls.get_mut())
+    }
+
+    fn count(&self, method: &'static str) {
+        *self.host_calls.borrow_mut().entry(method).or_default() += 1;
+    }
+
     /// The keys present in shared data, sorted.
     pub fn shared_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.shared.borrow().records.keys().cloned().collect();
@@ -106,6 +118,7 @@ impl FakeHost {
 
 impl Host for FakeHost {
     fn shared_get(&self, key: &str) -> Result<SharedValue, HostError> {
+        self.count("shared_get");
         Ok(match self.shared.borrow().records.get(key) {
             Some((value, cas)) => (Some(value.clone()), Some(*cas)),
             None => (None, None),
@@ -113,6 +126,7 @@ impl Host for FakeHost {
     }
 
     fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        self.count("shared_set");
         let mut store = self.shared.borrow_mut();
         let current = store.records.get(key).map(|(_, cas)| *cas);
         if let Some(expected) = cas
@@ -127,6 +141,7 @@ impl Host for FakeHost {
     }
 
     fn dispatch(&mut self, call: &HttpCall) -> Result<u32, HostError> {
+        self.count("dispatch");
         if self.refuse_calls {
             return Err(HostError::Status(2));
         }
@@ -137,6 +152,7 @@ impl Host for FakeHost {
     }
 
     fn enqueue(&mut self, queue: u32, item: &[u8]) -> Result<(), HostError> {
+        self.count("enqueue");
         if self.refuse_queue {
             return Err(HostError::Status(1));
         }
@@ -145,17 +161,20 @@ impl Host for FakeHost {
     }
 
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Result<u32, HostError> {
+        self.count("define_metric");
         self.metrics.push((kind, name.to_owned(), 0));
         Ok(u32::try_from(self.metrics.len() - 1).unwrap())
     }
 
     fn increment_metric(&mut self, id: u32, delta: i64) {
+        self.count("increment_metric");
         if let Some(metric) = self.metrics.get_mut(id as usize) {
             metric.2 += delta;
         }
     }
 
     fn record_metric(&mut self, id: u32, value: u64) {
+        self.count("record_metric");
         if let Some(metric) = self.metrics.get_mut(id as usize) {
             match metric.0 {
                 // A histogram records samples; the fake counts them.
@@ -166,34 +185,40 @@ impl Host for FakeHost {
     }
 
     fn set_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.count("set_header");
         self.effects
             .push(RequestEffect::Set(name.to_owned(), value.to_owned()));
         Ok(())
     }
 
     fn remove_header(&mut self, name: &str) -> Result<(), HostError> {
+        self.count("remove_header");
         self.effects.push(RequestEffect::Remove(name.to_owned()));
         Ok(())
     }
 
     fn set_property(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.count("set_property");
         self.effects
             .push(RequestEffect::Property(name.to_owned(), value.to_owned()));
         Ok(())
     }
 
     fn clear_route_cache(&mut self) -> Result<(), HostError> {
+        self.count("clear_route_cache");
         self.effects.push(RequestEffect::ClearRouteCache);
         Ok(())
     }
 
     fn reply(&mut self, response: &DenyResponse) -> Result<(), HostError> {
+        self.count("reply");
         self.effects.push(RequestEffect::Reply(response.status));
         self.replies.push(response.clone());
         Ok(())
     }
 
     fn resume(&mut self) -> Result<(), HostError> {
+        self.count("resume");
         self.effects.push(RequestEffect::Resume);
         Ok(())
     }

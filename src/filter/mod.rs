@@ -520,6 +520,8 @@ pub fn unconfigured_response() -> DenyResponse {
 #[cfg(test)]
 mod cache_tests;
 #[cfg(test)]
+mod host_calls_tests;
+#[cfg(test)]
 mod logout_tests;
 #[cfg(test)]
 mod tests;

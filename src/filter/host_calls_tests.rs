@@ -1,0 +1,92 @@
+//! What one decision costs in host calls. Each `Host` call crosses the wasm boundary in a real
+//! host, so the per-request count is part of the filter's cost: these tests pin it, so that a
+//! change adding a call to the cached path shows here and not only in a benchmark.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::fake::FakeHost;
+use super::*;
+use crate::algorithm::Algorithm;
+use crate::testkit::{TestKey, TokenSpec, jwks};
+
+const ISSUER: &str = "http://idp/realms/r";
+const NOW: Now = Now {
+    seconds: 1_750_000_000,
+    millis: 1_750_000_000_000,
+};
+
+fn request(context_id: u32, token: &str) -> Waiter {
+    let headers = vec![(
+        "authorization".to_owned(),
+        format!("Bearer {token}").into_bytes(),
+    )];
+    Waiter::new(context_id, crate::engine::Request::with_headers(headers))
+}
+
+fn token(jti: &str) -> String {
+    TokenSpec::access_token(Algorithm::Rs256, "k1", ISSUER, "api", NOW.seconds)
+        .claim("jti", jti)
+        .claim("sid", "s-1")
+        .sign(TestKey::rsa_a())
+}
+
+fn config(extra: Value) -> Vec<u8> {
+    let mut config = json!({
+        "issuer": ISSUER,
+        "audiences": ["api"],
+        "jwks": {"inline": jwks(&[TestKey::rsa_a().public_jwk("k1", Some("RS256"))])},
+    });
+    if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+        config.extend(extra.clone());
+    }
+    config.to_string().into_bytes()
+}
+
+/// The host calls of a first request (a cache miss) and of the same token again (a hit).
+fn calls(extra: Value) -> (BTreeMap<&'static str, u64>, BTreeMap<&'static str, u64>) {
+    let mut host = FakeHost::new();
+    let mut worker = Worker::configure(&mut host, &config(extra), Some(7)).unwrap();
+    let token = token("t-1");
+    host.take_host_calls();
+    let step = worker.on_request(&mut host, request(1, &token), NOW);
+    assert!(matches!(step, Step::Forward(_)), "admitted: {step:?}");
+    let miss = host.take_host_calls();
+    let step = worker.on_request(&mut host, request(2, &token), NOW);
+    assert!(matches!(step, Step::Forward(_)), "admitted again: {step:?}");
+    (miss, host.take_host_calls())
+}
+
+fn counts(pairs: &[(&'static str, u64)]) -> BTreeMap<&'static str, u64> {
+    pairs.iter().copied().collect()
+}
+
+#[test]
+fn a_cached_token_costs_its_metrics_and_nothing_else() {
+    let (miss, hit) = calls(json!({}));
+    // A hit: `allowed` and the cache's hit, each in the total and the provider's counter.
+    assert_eq!(hit, counts(&[("increment_metric", 4)]));
+    // A miss counts the same way and sets the cache-size gauge.
+    assert_eq!(
+        miss,
+        counts(&[("increment_metric", 4), ("record_metric", 1)])
+    );
+}
+
+#[test]
+fn back_channel_logout_adds_one_shared_read_per_request() {
+    let bcl = json!({"backchannel_logout": {"path": "/backchannel-logout", "audiences": ["app"]}});
+    let (miss, hit) = calls(bcl);
+    // The generation check of the shared log of ended sessions; the log itself is read only
+    // when the generation moved.
+    assert_eq!(hit, counts(&[("increment_metric", 4), ("shared_get", 1)]));
+    assert_eq!(
+        miss,
+        counts(&[
+            ("increment_metric", 4),
+            ("record_metric", 1),
+            ("shared_get", 1)
+        ])
+    );
+}
