@@ -13,10 +13,13 @@
 //!   share one Keycloak, started by the first (its first start is the expensive part);
 //! - the OCI images: pushed to the registry, one layer holding only `/plugin.wasm`, the media
 //!   types a registry serves to Istio and Envoy Gateway, the fast build in `tokengate:<v>`
-//!   (the same bytes the stack ran) and the portable one in `tokengate:<v>-portable`.
+//!   (the same bytes the stack ran) and the portable one in `tokengate:<v>-portable`;
+//! - that the byte comparison with a fresh host build can fail: an image whose `plugin.wasm`
+//!   is not these sources' build is refused as stale.
 
 mod oci;
 mod stack;
+mod stale;
 
 use std::path::PathBuf;
 
@@ -309,4 +312,9 @@ fn the_compose_stack_runs_every_gateway_and_fails_when_broken() -> Result<()> {
 #[test]
 fn the_filter_images_have_the_wasmplugin_layout() -> Result<()> {
     oci::check_images()
+}
+
+#[test]
+fn a_stale_filter_image_fails_the_byte_check() -> Result<()> {
+    stale::a_stale_image_fails_the_check()
 }

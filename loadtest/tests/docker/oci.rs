@@ -27,7 +27,7 @@ const LAYER_TYPES: [&str; 2] = [
 ];
 const WASM_MAGIC: &[u8] = b"\0asm\x01\0\0\0";
 
-fn run(command: &mut Command) -> Result<Vec<u8>> {
+pub fn run(command: &mut Command) -> Result<Vec<u8>> {
     let out = command
         .output()
         .with_context(|| format!("running {command:?}"))?;
@@ -62,7 +62,7 @@ fn file_of_image(image: &str, path: &str, into: &Path) -> Result<Vec<u8>> {
 }
 
 /// `wasm-validate` (wabt) with `flags`: whether the module validates.
-fn validates(wasm: &Path, flags: &[&str]) -> Result<bool> {
+pub fn validates(wasm: &Path, flags: &[&str]) -> Result<bool> {
     let status = Command::new("wasm-validate")
         .args(flags)
         .arg(wasm)
@@ -76,7 +76,7 @@ fn validates(wasm: &Path, flags: &[&str]) -> Result<bool> {
 /// built by scripts/test-docker at the path the image builds at, from the same vendored
 /// crates): the same sources, toolchain, flags and paths give the same bytes, so any
 /// difference means the image's build did not see these sources.
-fn host_build() -> Result<(Vec<u8>, PathBuf)> {
+pub fn host_build() -> Result<(Vec<u8>, PathBuf)> {
     let path = PathBuf::from(std::env::var("TOKENGATE_HOST_WASM").context(
         "TOKENGATE_HOST_WASM (the host build to compare the image's filter with) is not set: \
          run scripts/test-docker",
@@ -85,27 +85,60 @@ fn host_build() -> Result<(Vec<u8>, PathBuf)> {
     Ok((bytes, path))
 }
 
-pub fn check_images() -> Result<()> {
-    super::stack::daemon()?;
-    let registry = std::env::var("TOKENGATE_TEST_REGISTRY").context(
-        "TOKENGATE_TEST_REGISTRY (host:port of the test run's registry) is not set: run \
-         scripts/test-docker",
-    )?;
-    let version = env!("CARGO_PKG_VERSION");
-    let dir: PathBuf = loadtest::paths::run_dir("docker-oci");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let tested = file_of_image(
-        "tokengate-kit:local",
-        "/app/tokengate.wasm",
-        &dir.join("kit.wasm"),
-    )?;
+/// The two images `scripts/build-filter-image` builds: the fast one (SIMD, the module the
+/// compose stack ran and a fresh host build makes) and the portable one (no SIMD).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    Fast,
+    Portable,
+}
 
-    for (tag, portable) in [
-        (version.to_owned(), false),
-        (format!("{version}-portable"), true),
-    ] {
+/// What every check of an image needs: the registry, a directory for the files read back, the
+/// module the kit image carries (the one the compose stack ran).
+pub struct Checker {
+    registry: String,
+    dir: PathBuf,
+    runtime: tokio::runtime::Runtime,
+    tested: Vec<u8>,
+}
+
+impl Checker {
+    pub fn new(name: &str) -> Result<Checker> {
+        super::stack::daemon()?;
+        let registry = std::env::var("TOKENGATE_TEST_REGISTRY").context(
+            "TOKENGATE_TEST_REGISTRY (host:port of the test run's registry) is not set: run \
+             scripts/test-docker",
+        )?;
+        let dir: PathBuf = loadtest::paths::run_dir(name);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let tested = file_of_image(
+            "tokengate-kit:local",
+            "/app/tokengate.wasm",
+            &dir.join("kit.wasm"),
+        )?;
+        Ok(Checker {
+            registry,
+            dir,
+            runtime,
+            tested,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// The local image `tokengate:<tag>` pushed to the registry and read back as Istio and
+    /// Envoy Gateway read it: one layer holding only `plugin.wasm`, the media types, the module
+    /// of `variant`. Returns the module.
+    pub fn check(&self, tag: &str, variant: Variant) -> Result<Vec<u8>> {
+        let (registry, dir, runtime) = (&self.registry, &self.dir, &self.runtime);
         let local = format!("tokengate:{tag}");
         let remote = format!("{registry}/tokengate:{tag}");
         run(docker().args(["tag", &local, &remote]))
@@ -113,7 +146,7 @@ pub fn check_images() -> Result<()> {
         run(docker().args(["push", &remote]))?;
 
         let base = format!("http://{registry}/v2/tokengate");
-        let response = get(&runtime, &format!("{base}/manifests/{tag}"))?;
+        let response = get(runtime, &format!("{base}/manifests/{tag}"))?;
         let manifest = response.json()?;
         let media_type = manifest["mediaType"].as_str().unwrap_or_default();
         ensure!(
@@ -141,7 +174,7 @@ pub fn check_images() -> Result<()> {
         );
 
         let config: Value = get(
-            &runtime,
+            runtime,
             &format!(
                 "{base}/blobs/{}",
                 manifest["config"]["digest"].as_str().unwrap_or("")
@@ -156,7 +189,7 @@ pub fn check_images() -> Result<()> {
 
         // The layer: exactly plugin.wasm, the module of the right build.
         let digest = layer["digest"].as_str().unwrap_or_default();
-        let blob = get(&runtime, &format!("{base}/blobs/{digest}"))?.body;
+        let blob = get(runtime, &format!("{base}/blobs/{digest}"))?.body;
         let tarball = dir.join(format!("{tag}.tar.gz"));
         std::fs::write(&tarball, &blob)?;
         let sum = String::from_utf8(run(Command::new("sha256sum").arg(&tarball))?)?;
@@ -184,30 +217,34 @@ pub fn check_images() -> Result<()> {
         );
         let module = dir.join(format!("{tag}.wasm"));
         std::fs::write(&module, &wasm)?;
-        if portable {
-            ensure!(
+        match variant {
+            Variant::Portable => ensure!(
                 validates(&module, &["--disable-simd"])?,
                 "{remote}: the portable module uses SIMD"
-            );
-        } else {
-            ensure!(
-                wasm == tested,
-                "{remote}: plugin.wasm is not the filter the compose stack ran"
-            );
-            let (host, host_path) = host_build()?;
-            ensure!(
-                wasm == host,
-                "{remote}: plugin.wasm ({} bytes) is not the module a fresh host build of these \
-                 sources makes ({}, {} bytes): the image was built from other sources (stale)",
-                wasm.len(),
-                host_path.display(),
-                host.len()
-            );
-            ensure!(
-                !validates(&module, &["--disable-simd"])?
-                    && validates(&module, &["--enable-relaxed-simd"])?,
-                "{remote}: plugin.wasm is not the fast (SIMD) build"
-            );
+            ),
+            Variant::Fast => {
+                // The host build first: a module that is not these sources' build is stale,
+                // whatever else it matches (a stale kit image carries the same stale module).
+                let (host, host_path) = host_build()?;
+                ensure!(
+                    wasm == host,
+                    "{remote}: plugin.wasm ({} bytes) is not the module a fresh host build of \
+                     these sources makes ({}, {} bytes): the image was built from other sources \
+                     (stale)",
+                    wasm.len(),
+                    host_path.display(),
+                    host.len()
+                );
+                ensure!(
+                    wasm == self.tested,
+                    "{remote}: plugin.wasm is not the filter the compose stack ran"
+                );
+                ensure!(
+                    !validates(&module, &["--disable-simd"])?
+                        && validates(&module, &["--enable-relaxed-simd"])?,
+                    "{remote}: plugin.wasm is not the fast (SIMD) build"
+                );
+            }
         }
         println!(
             "== oci: {remote}: {media_type}, one layer ({}, {} bytes) holding plugin.wasm ({} bytes)",
@@ -215,6 +252,14 @@ pub fn check_images() -> Result<()> {
             blob.len(),
             wasm.len()
         );
+        Ok(wasm)
     }
+}
+
+pub fn check_images() -> Result<()> {
+    let checker = Checker::new("docker-oci")?;
+    let version = env!("CARGO_PKG_VERSION");
+    checker.check(version, Variant::Fast)?;
+    checker.check(&format!("{version}-portable"), Variant::Portable)?;
     Ok(())
 }
