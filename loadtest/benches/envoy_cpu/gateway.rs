@@ -66,20 +66,27 @@ impl ScenarioResult {
         self.measurement.tally.measured.responses
     }
 
+    /// The driver's measured window, over which the requests are counted.
     pub(crate) fn seconds(&self) -> f64 {
-        self.measurement.envoy.wall.as_secs_f64()
+        self.measurement.window.as_secs_f64()
     }
 
     pub(crate) fn requests_per_second(&self) -> f64 {
         self.requests() as f64 / self.seconds().max(f64::MIN_POSITIVE)
     }
 
-    /// Envoy CPU µs per completed request; NaN if none completed.
+    /// Envoy CPU µs per request made in the window; NaN if none completed.
+    ///
+    /// The CPU window is the sampler's, which a busy machine may wake late: Envoy's CPU rate
+    /// over it over the request rate over the driver's window, which is CPU over requests when
+    /// the two windows have one length.
     pub(crate) fn envoy_us_per_request(&self) -> f64 {
-        let cpu = self.measurement.envoy.process.total().as_secs_f64() * 1e6;
+        let envoy = &self.measurement.envoy;
+        let cpu_per_second = envoy.process.total().as_secs_f64() * 1e6
+            / envoy.wall.as_secs_f64().max(f64::MIN_POSITIVE);
         match self.requests() {
             0 => f64::NAN,
-            n => cpu / n as f64,
+            _ => cpu_per_second / self.requests_per_second(),
         }
     }
 
@@ -306,29 +313,24 @@ pub(crate) fn run_scenario(
         .context("no repeated token was minted")?;
     let authorization = tokens.for_kind(scenario.tokens);
     let distinct_tokens = authorization.len();
-    let addr = SocketAddr::from(([127, 0, 0, 1], gateway.envoy.listen_port()));
     let load = Load {
-        addr,
-        host: HeaderValue::from_str(&addr.to_string()).context("host header")?,
-        uri: Uri::from_static(REQUEST_PATH),
+        addr: SocketAddr::from(([127, 0, 0, 1], gateway.envoy.listen_port())),
+        label: scenario.name,
         authorization,
-        cursor: AtomicUsize::new(0),
-        phase: AtomicU8::new(WARMUP),
         expected_status: scenario.expected_status,
     };
-    let measurement = runtime.block_on(async {
+    runtime.block_on(async {
         wait_until_serving(&gateway, scenario, probe).await?;
-        end_sessions(&gateway, stack, scenario.ended_sessions).await?;
-        run_load(
-            load,
-            options.connections,
-            options.warmup,
-            options.window,
-            envoy_pid,
-            stack.backend.pid(),
-        )
-        .await
+        end_sessions(&gateway, stack, scenario.ended_sessions).await
     })?;
+    let measurement = run_load(
+        &load,
+        options.connections,
+        options.warmup,
+        options.window,
+        envoy_pid,
+        stack.backend.pid(),
+    )?;
     // After the load, so reading the admin page costs nothing inside the window.
     let stats = runtime
         .block_on(gateway.envoy.stats())

@@ -2,14 +2,16 @@
 //!
 //! Every scenario starts its own Envoy (`--concurrency 1`) in front of one shared backend and a
 //! local JWKS server, drives it closed-loop over keep-alive HTTP/1.1 connections until the worker
-//! is busy, and divides the Envoy process's CPU time (utime + stime from `/proc/<pid>/stat`) over a
-//! fixed window by the requests completed in that window.
+//! is busy (the load driver's closed-loop mode, `loadtest::driver`), and divides the Envoy
+//! process's CPU time (utime + stime from `/proc/<pid>/stat`) over the driver's measured window
+//! by the requests made in that window.
 //!
 //! ```text
 //! scripts/build-filter both
 //! cargo build --release --target wasm32-wasip1 -p passthrough -p passthrough-sdk
 //! cargo build --release -p loadtest --bins
 //! CARGO_PROFILE_RELEASE_PANIC=unwind cargo bench -p loadtest --bench envoy_cpu [-- --only jwt-unique,no-auth --window 10]
+//! CARGO_PROFILE_RELEASE_PANIC=unwind cargo bench -p loadtest --bench envoy_cpu -- --help
 //! ```
 //!
 //! `CARGO_PROFILE_RELEASE_PANIC=unwind`: the bench links the tokengate library (its test
@@ -20,20 +22,23 @@
 //!
 //! | flag | environment | default |
 //! | --- | --- | --- |
-//! | `--only LIST` (comma-separated scenarios) | `ENVOY_CPU_ONLY` | all |
+//! | `--only LIST` (comma-separated scenarios; names after the flags add to it) | `ENVOY_CPU_ONLY` | all |
 //! | `--window SECS` (measured window) | `ENVOY_CPU_WINDOW` | 5 |
 //! | `--warmup SECS` | `ENVOY_CPU_WARMUP` | 1 |
 //! | `--connections N` | `ENVOY_CPU_CONNECTIONS` | 16 |
 //! | `--tokens N` (distinct tokens for the unique scenarios) | `ENVOY_CPU_TOKENS` | 12000 |
 //! | `--rounds N` (the scenario list N times, interleaved; each scenario reports its median round and the spread) | `ENVOY_CPU_ROUNDS` | 1 |
-//! | `--direct-response` (Envoy answers 200 itself, no backend: only the filters' and Envoy's own work per request) | `ENVOY_CPU_DIRECT_RESPONSE=1` | off |
+//! | `--direct-response` (Envoy answers 200 itself, no backend: only the filters' and Envoy's own work per request) | `ENVOY_CPU_DIRECT_RESPONSE` (any value but `0`) | off |
 //!
-//! The load comes from this process: one tokio thread, one task per connection, each with a
-//! plain `hyper::client::conn::http1` connection. Each scenario waits until its gateway has keys
-//! and answers a valid request, warms up, measures, and counts every response whose status is not
-//! the expected one (200; 401 for the tampered tokens). The unique-token scenarios cycle through
-//! more distinct tokens than tokengate's cache (4096) and jwt_authn's (10000) hold, so every
-//! request is a full RS256 verification; the `cache hits` column shows that it was.
+//! The load comes from this process: the load driver's closed loop (`loadtest::driver`) on one
+//! driver thread, each connection a keep-alive `hyper::client::conn::http1` one with one request
+//! in flight, every request carrying the driver's `x-request-id`. Requests belong to the window
+//! by their start; a sampler thread takes the CPU times over the same window (`load.rs`). Each
+//! scenario waits until its gateway has keys and answers a valid request, warms up, measures,
+//! and counts every response whose status is not the expected one (200; 401 for the tampered
+//! tokens). The unique-token scenarios cycle through more distinct tokens than tokengate's cache
+//! (4096) and jwt_authn's (10000) hold, so every request is a full RS256 verification; the
+//! `cache hits` column shows that it was.
 //!
 //! The `passthrough` scenario is the floor of any wasm token filter: the `jwt` gateway rendered
 //! from the same template (same V8 runtime, `vm_config`, plugin configuration and request, the
@@ -58,11 +63,13 @@
 //! minus `passthrough` is the cached-token decision itself: read the token header, look it up,
 //! admit.
 //!
-//! Columns: requests completed in the window, req/s, Envoy CPU µs per request, Envoy / client /
-//! backend CPU as a share of one core, `other cpu` (machine CPU time charged to none of those:
-//! softirq loopback networking, plus any other process, so a large value flags a noisy machine),
-//! unexpected statuses, and the verified-token cache hit share. The filter is copied into the run
-//! directory first, so every scenario runs the same build even if it is rebuilt meanwhile.
+//! Columns: requests made in the window (started in it and answered), req/s, Envoy CPU µs per
+//! request (Envoy's CPU rate over the request rate, so a sampler woken late on a busy machine
+//! does not skew it), Envoy / client / backend CPU as a share of one core, `other cpu` (machine
+//! CPU time charged to none of those: softirq loopback networking, plus any other process, so a
+//! large value flags a noisy machine), unexpected statuses, and the verified-token cache hit
+//! share. The filter is copied into the run directory first, so every scenario runs the same
+//! build even if it is rebuilt meanwhile.
 //!
 //! Prints a table and writes the same data, with the wasm file size, to
 //! `target/bench/envoy_cpu.json`; logs, rendered configs and each Envoy's final stats are kept in
@@ -76,16 +83,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Full;
+use hyper::Request;
 use hyper::body::Bytes;
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{AUTHORIZATION, HOST, HeaderValue};
-use hyper::{Request, Uri};
-use hyper_util::rt::TokioIo;
+use hyper::header::{AUTHORIZATION, HeaderValue};
 use loadtest::cpu::{CpuSampler, CpuWindow, clock_ticks_per_second};
 use loadtest::envoy::{Envoy, EnvoyOptions};
 use loadtest::jwks_server::JwksServer;
@@ -106,10 +111,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKEND_THREADS: usize = 2;
 
-const USAGE: &str = "usage: cargo bench -p loadtest --bench envoy_cpu -- \
-    [--only SCENARIO,...] [--window SECS] [--warmup SECS] [--connections N] [--tokens N] [--rounds N] [--direct-response]";
-
-/// Which tokens a scenario sends.
 mod gateway;
 mod load;
 mod options;
@@ -186,12 +187,17 @@ fn run() -> Result<()> {
         modules.insert(*module, copy_module(*module, path, &dir)?);
     }
     eprintln!(
-        "envoy_cpu: {} scenario(s), {} connections, warm-up {:.1} s, window {:.1} s;\n  \
+        "envoy_cpu: {} scenario(s), {} connections, warm-up {:.1} s, window {:.1} s{};\n  \
          wasm {} ({} bytes, run from a copy in the run directory)\n  backend {}",
         options.scenarios.len(),
         options.connections,
         options.warmup.as_secs_f64(),
         options.window.as_secs_f64(),
+        if options.direct_response {
+            ", Envoy answering directly"
+        } else {
+            ""
+        },
         prerequisites.wasm.display(),
         wasm.bytes,
         prerequisites.backend.display()
@@ -222,7 +228,7 @@ fn run() -> Result<()> {
         idp,
     };
 
-    // The client: one thread, so it stays off Envoy's core as much as two cores allow.
+    // For readiness probes and logout posts; the load runs on the driver's own thread.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

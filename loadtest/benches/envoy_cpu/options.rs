@@ -1,6 +1,49 @@
-//! Command-line options and their environment fallbacks.
+//! Command-line options and their environment fallbacks (flags win over the environment).
+
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 use super::*;
+
+/// Envoy CPU time per request at one Envoy worker, for each gateway side by side.
+#[derive(Debug, Parser)]
+#[command(name = "envoy_cpu")]
+pub(crate) struct Args {
+    /// Scenarios to run, comma-separated (default: all); see the list below.
+    #[arg(long, value_name = "SCENARIO,...", env = "ENVOY_CPU_ONLY")]
+    only: Option<String>,
+    /// More scenarios to run, as with --only (`cargo bench`'s filter position).
+    #[arg(value_name = "SCENARIO")]
+    filters: Vec<String>,
+    /// The measured window, in seconds.
+    #[arg(long, value_name = "SECS", env = "ENVOY_CPU_WINDOW", default_value = "5",
+          value_parser = positive_seconds)]
+    window: Duration,
+    /// Warm-up before each window, in seconds (may be 0).
+    #[arg(long, value_name = "SECS", env = "ENVOY_CPU_WARMUP", default_value = "1",
+          value_parser = seconds)]
+    warmup: Duration,
+    /// Keep-alive connections, each with one request in flight.
+    #[arg(long, value_name = "N", env = "ENVOY_CPU_CONNECTIONS", default_value = "16",
+          value_parser = at_least_one)]
+    connections: usize,
+    /// Distinct tokens for the unique scenarios.
+    #[arg(long, value_name = "N", env = "ENVOY_CPU_TOKENS", default_value = "12000",
+          value_parser = at_least_one)]
+    tokens: usize,
+    /// The scenario list N times, interleaved; each scenario reports its median round and the
+    /// spread.
+    #[arg(long, value_name = "N", env = "ENVOY_CPU_ROUNDS", default_value = "1",
+          value_parser = at_least_one)]
+    rounds: usize,
+    /// Envoy answers 200 itself, no backend: only the filters' and Envoy's own work per
+    /// request. The environment variable turns it on with any value but `0`.
+    #[arg(long, env = "ENVOY_CPU_DIRECT_RESPONSE", num_args = 0, default_missing_value = "1",
+          value_parser = switch, action = clap::ArgAction::Set, default_value = "0")]
+    direct_response: bool,
+    /// Passed by `cargo bench` to every bench binary; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
 
 pub(crate) struct Options {
     pub(crate) scenarios: Vec<&'static Scenario>,
@@ -14,79 +57,53 @@ pub(crate) struct Options {
     pub(crate) rounds: usize,
 }
 
-pub(crate) fn parse_options() -> Result<Options> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let mut only = env("ENVOY_CPU_ONLY");
-    let mut window = env("ENVOY_CPU_WINDOW");
-    let mut warmup = env("ENVOY_CPU_WARMUP");
-    let mut connections = env("ENVOY_CPU_CONNECTIONS");
-    let mut tokens = env("ENVOY_CPU_TOKENS");
-    let mut rounds = env("ENVOY_CPU_ROUNDS");
-    let mut direct_response = env("ENVOY_CPU_DIRECT_RESPONSE").is_some_and(|v| v != "0");
+/// The environment fallbacks; an empty one counts as unset.
+const ENVIRONMENT: [&str; 7] = [
+    "ENVOY_CPU_ONLY",
+    "ENVOY_CPU_WINDOW",
+    "ENVOY_CPU_WARMUP",
+    "ENVOY_CPU_CONNECTIONS",
+    "ENVOY_CPU_TOKENS",
+    "ENVOY_CPU_ROUNDS",
+    "ENVOY_CPU_DIRECT_RESPONSE",
+];
 
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
-            None => (arg.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--only" => only = Some(value()?),
-            "--window" => window = Some(value()?),
-            "--warmup" => warmup = Some(value()?),
-            "--connections" => connections = Some(value()?),
-            "--tokens" => tokens = Some(value()?),
-            "--rounds" => rounds = Some(value()?),
-            "--direct-response" => direct_response = true,
-            // cargo bench passes --bench to every bench binary.
-            "--bench" => {}
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                println!(
-                    "scenarios: {}",
-                    SCENARIOS
-                        .iter()
-                        .map(|s| s.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
+/// Parses the command line (exits on `--help` or a malformed flag, as clap does).
+///
+/// Must run before this process starts any thread: it may remove environment variables.
+pub(crate) fn parse_options() -> Result<Options> {
+    for name in ENVIRONMENT {
+        if std::env::var_os(name).is_some_and(|value| value.is_empty()) {
+            // SAFETY: called from main before any other thread exists, so nothing reads the
+            // environment concurrently. clap would read the empty value as one.
+            unsafe { std::env::remove_var(name) };
         }
     }
+    let names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+    let command = Args::command().after_help(format!("scenarios: {}", names.join(", ")));
+    let args = Args::from_arg_matches(&command.get_matches()).map_err(|e| e.exit())?;
+    Options::from_args(args)
+}
 
-    let scenarios = match only {
-        None => SCENARIOS.iter().collect(),
-        Some(list) => select_scenarios(&list)?,
-    };
-    let connections = parse_number(connections.as_deref(), "connections", 16)?;
-    if connections == 0 {
-        bail!("--connections must be at least 1");
+impl Options {
+    fn from_args(args: Args) -> Result<Options> {
+        let mut names: Vec<String> = args.only.into_iter().collect();
+        names.extend(args.filters);
+        let scenarios = if names.is_empty() {
+            SCENARIOS.iter().collect()
+        } else {
+            select_scenarios(&names.join(","))?
+        };
+        Ok(Options {
+            scenarios,
+            window: args.window,
+            warmup: args.warmup,
+            connections: args.connections,
+            unique_tokens: args.tokens,
+            direct_response: args.direct_response,
+            rounds: args.rounds,
+        })
     }
-    let unique_tokens = parse_number(tokens.as_deref(), "tokens", 12_000)?;
-    if unique_tokens == 0 {
-        bail!("--tokens must be at least 1");
-    }
-    let rounds = parse_number(rounds.as_deref(), "rounds", 1)?;
-    if rounds == 0 {
-        bail!("--rounds must be at least 1");
-    }
-    Ok(Options {
-        rounds,
-        scenarios,
-        window: parse_seconds(window.as_deref(), "window", 5.0)?,
-        warmup: parse_seconds(warmup.as_deref(), "warmup", 1.0)?,
-        connections,
-        unique_tokens,
-        direct_response,
-    })
 }
 
 pub(crate) fn select_scenarios(list: &str) -> Result<Vec<&'static Scenario>> {
@@ -114,24 +131,30 @@ pub(crate) fn select_scenarios(list: &str) -> Result<Vec<&'static Scenario>> {
     Ok(selected)
 }
 
-pub(crate) fn parse_number(text: Option<&str>, what: &str, default: usize) -> Result<usize> {
-    match text {
-        None => Ok(default),
-        Some(text) => text
-            .parse()
-            .with_context(|| format!("{what} {text:?} is not a whole number")),
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a whole number")),
     }
 }
 
-pub(crate) fn parse_seconds(text: Option<&str>, what: &str, default: f64) -> Result<Duration> {
-    let seconds = match text {
-        None => default,
-        Some(text) => text
-            .parse::<f64>()
-            .with_context(|| format!("{what} {text:?} is not a number of seconds"))?,
-    };
+fn seconds(text: &str) -> Result<Duration, String> {
+    let seconds = text
+        .parse::<f64>()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
     Duration::try_from_secs_f64(seconds)
-        .ok()
-        .filter(|d| !d.is_zero() || what == "warmup")
-        .with_context(|| format!("{what} must be a positive number of seconds, got {seconds}"))
+        .map_err(|_| format!("must be a non-negative number of seconds, got {seconds}"))
+}
+
+fn positive_seconds(text: &str) -> Result<Duration, String> {
+    match seconds(text)? {
+        d if d.is_zero() => Err(format!("must be a positive number of seconds, got {text}")),
+        d => Ok(d),
+    }
+}
+
+/// The old parser's reading of `ENVOY_CPU_DIRECT_RESPONSE`: any value but `0` turns it on.
+fn switch(text: &str) -> Result<bool, String> {
+    Ok(text != "0")
 }

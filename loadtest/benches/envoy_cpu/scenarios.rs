@@ -161,158 +161,72 @@ pub(crate) fn signing_key(alg: Algorithm) -> (&'static str, &'static TestKey) {
     }
 }
 
+/// A scenario on the fast tokengate build, the gateway's own plugin configuration, no session
+/// ended, expecting 200; `Scenario`'s methods below change one of those.
+const fn scenario(name: &'static str, gateway: &'static str, tokens: Tokens) -> Scenario {
+    Scenario {
+        name,
+        gateway,
+        wasm: Wasm::Tokengate,
+        plugin_patch: None,
+        tokens,
+        expected_status: 200,
+        ended_sessions: 0,
+    }
+}
+
+impl Scenario {
+    const fn wasm(self, wasm: Wasm) -> Scenario {
+        Scenario { wasm, ..self }
+    }
+
+    const fn patch(self, patch: &'static str) -> Scenario {
+        Scenario {
+            plugin_patch: Some(patch),
+            ..self
+        }
+    }
+
+    const fn expect(self, expected_status: u16) -> Scenario {
+        Scenario {
+            expected_status,
+            ..self
+        }
+    }
+
+    const fn ended_sessions(self, ended_sessions: usize) -> Scenario {
+        Scenario {
+            ended_sessions,
+            ..self
+        }
+    }
+}
+
+/// `jwt-repeated-bare`'s patch: no claim forwarded as a header.
+const NO_FORWARDING: &str = r#"{"forward": {"claims_to_headers": []}}"#;
+
+const ES256: Tokens = Tokens::UniqueWith(Algorithm::Es256);
+const EDDSA: Tokens = Tokens::UniqueWith(Algorithm::EdDsa);
+const PORTABLE: Wasm = Wasm::TokengatePortable;
+
+/// In the order the table prints them.
+#[rustfmt::skip]
 pub(crate) const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "no-auth",
-        gateway: "no-auth",
-        wasm: Wasm::Tokengate,
-        plugin_patch: None,
-        tokens: Tokens::None,
-        expected_status: 200,
-        ended_sessions: 0,
-    },
-    Scenario {
-        name: "passthrough",
-        gateway: "jwt",
-        wasm: Wasm::Passthrough,
-        plugin_patch: None,
-        tokens: Tokens::Repeated,
-        expected_status: 200,
-        ended_sessions: 0,
-    },
-    Scenario {
-        name: "passthrough-sdk",
-        gateway: "jwt",
-        wasm: Wasm::PassthroughSdk,
-        plugin_patch: None,
-        tokens: Tokens::Repeated,
-        expected_status: 200,
-        ended_sessions: 0,
-    },
-    Scenario {
-        name: "native-jwt-repeated",
-        gateway: "native-jwt",
-        wasm: Wasm::Tokengate,
-        plugin_patch: None,
-        tokens: Tokens::Repeated,
-        expected_status: 200,
-        ended_sessions: 0,
-    },
-    Scenario {
-        name: "native-jwt-unique",
-        gateway: "native-jwt",
-        wasm: Wasm::Tokengate,
-        plugin_patch: None,
-        tokens: Tokens::Unique,
-        expected_status: 200,
-        ended_sessions: 0,
-    },
-    Scenario {
-        name: "jwt-repeated",
-        gateway: "jwt",
-        wasm: Wasm::Tokengate,
-        plugin_patch: None,
-        tokens: Tokens::Repeated,
-        expected_status: 200,
-        ended_sessions: 0,
-    },
-    Scenario {
-        name: "jwt-repeated-bare",
-        gateway: "jwt",
-        wasm: Wasm::Tokengate,
-        plugin_patch: Some(r#"{"forward": {"claims_to_headers": []}}"#),
-        tokens: Tokens::Repeated,
-        expected_status: 200,
-        ended_sessions: 0,
-    },
-    Scenario {
-        name: "jwt-unique",
-        gateway: "jwt",
-        wasm: Wasm::Tokengate,
-        plugin_patch: None,
-        tokens: Tokens::Unique,
-        expected_status: 200,
-        ended_sessions: 0,
-    },
-    Scenario {
-        name: "jwt-tampered",
-        gateway: "jwt",
-        wasm: Wasm::Tokengate,
-        plugin_patch: None,
-        tokens: Tokens::Tampered,
-        expected_status: 401,
-        ended_sessions: 0,
-    },
-    Scenario {
-        name: "native-jwt-es256",
-        gateway: "native-jwt",
-        wasm: Wasm::Tokengate,
-        plugin_patch: None,
-        tokens: Tokens::UniqueWith(Algorithm::Es256),
-        expected_status: 200,
-        ended_sessions: 0,
-    },
-    Scenario {
-        name: "jwt-es256",
-        gateway: "jwt",
-        wasm: Wasm::Tokengate,
-        plugin_patch: Some(CURVE_ALGORITHMS),
-        tokens: Tokens::UniqueWith(Algorithm::Es256),
-        expected_status: 200,
-        ended_sessions: 0,
-    },
-    Scenario {
-        name: "native-jwt-eddsa",
-        gateway: "native-jwt",
-        wasm: Wasm::Tokengate,
-        plugin_patch: None,
-        tokens: Tokens::UniqueWith(Algorithm::EdDsa),
-        expected_status: 200,
-        ended_sessions: 0,
-    },
-    Scenario {
-        name: "jwt-eddsa",
-        gateway: "jwt",
-        wasm: Wasm::Tokengate,
-        plugin_patch: Some(CURVE_ALGORITHMS),
-        tokens: Tokens::UniqueWith(Algorithm::EdDsa),
-        expected_status: 200,
-        ended_sessions: 0,
-    },
-    Scenario {
-        name: "policy-repeated",
-        gateway: "jwt",
-        wasm: Wasm::Tokengate,
-        plugin_patch: Some(POLICY),
-        tokens: Tokens::Repeated,
-        expected_status: 200,
-        ended_sessions: 0,
-    },
-    Scenario {
-        name: "jwt-bcl-repeated",
-        gateway: "jwt-bcl",
-        wasm: Wasm::Tokengate,
-        plugin_patch: None,
-        tokens: Tokens::Repeated,
-        expected_status: 200,
-        ended_sessions: ENDED_SESSIONS,
-    },
-    Scenario {
-        name: "portable-repeated",
-        gateway: "jwt",
-        wasm: Wasm::TokengatePortable,
-        plugin_patch: None,
-        tokens: Tokens::Repeated,
-        expected_status: 200,
-        ended_sessions: 0,
-    },
-    Scenario {
-        name: "portable-unique",
-        gateway: "jwt",
-        wasm: Wasm::TokengatePortable,
-        plugin_patch: None,
-        tokens: Tokens::Unique,
-        expected_status: 200,
-        ended_sessions: 0,
-    },
+    scenario("no-auth",             "no-auth",    Tokens::None),
+    scenario("passthrough",         "jwt",        Tokens::Repeated).wasm(Wasm::Passthrough),
+    scenario("passthrough-sdk",     "jwt",        Tokens::Repeated).wasm(Wasm::PassthroughSdk),
+    scenario("native-jwt-repeated", "native-jwt", Tokens::Repeated),
+    scenario("native-jwt-unique",   "native-jwt", Tokens::Unique),
+    scenario("jwt-repeated",        "jwt",        Tokens::Repeated),
+    scenario("jwt-repeated-bare",   "jwt",        Tokens::Repeated).patch(NO_FORWARDING),
+    scenario("jwt-unique",          "jwt",        Tokens::Unique),
+    scenario("jwt-tampered",        "jwt",        Tokens::Tampered).expect(401),
+    scenario("native-jwt-es256",    "native-jwt", ES256),
+    scenario("jwt-es256",           "jwt",        ES256).patch(CURVE_ALGORITHMS),
+    scenario("native-jwt-eddsa",    "native-jwt", EDDSA),
+    scenario("jwt-eddsa",           "jwt",        EDDSA).patch(CURVE_ALGORITHMS),
+    scenario("policy-repeated",     "jwt",        Tokens::Repeated).patch(POLICY),
+    scenario("jwt-bcl-repeated",    "jwt-bcl",    Tokens::Repeated).ended_sessions(ENDED_SESSIONS),
+    scenario("portable-repeated",   "jwt",        Tokens::Repeated).wasm(PORTABLE),
+    scenario("portable-unique",     "jwt",        Tokens::Unique).wasm(PORTABLE),
 ];

@@ -111,6 +111,16 @@ impl Report {
             .unwrap_or(0)
     }
 
+    /// RSS when `phase` began (the previous phase's last reading) and at its last reading.
+    /// Over `valid again` the cache is full from its first token: a bounded cache keeps RSS
+    /// flat there, one that never evicts grows it by every entry it keeps.
+    pub fn rss_over_phase(&self, phase: &str) -> Option<(u64, u64)> {
+        let first = self.checkpoints.iter().position(|c| c.phase == phase)?;
+        let before = self.checkpoints.get(first.checked_sub(1)?)?;
+        let end = self.checkpoints.iter().rfind(|c| c.phase == phase)?;
+        Some((before.rss_kib, end.rss_kib))
+    }
+
     /// RSS at the first checkpoint after `fill` tokens (the caches full, the allocator warm),
     /// and at the end: a leak shows as the end far above the former.
     pub fn rss_after_fill_and_end(&self, fill: u64) -> Option<(u64, u64)> {
