@@ -5,7 +5,8 @@
 //!    request that showed them and why they are known (the expired-token GAP of `jwt-no-exp`
 //!    first: the write-up's finding);
 //! 2. what did it cost — latency against rate per gateway, Envoy CPU per request where the
-//!    bench measured it, the IdP's own numbers apart;
+//!    bench measured it, the IdP's own numbers apart; next to it the write-up's published
+//!    figures for the same scenarios (`writeup.rs`);
 //! 3. the full tables;
 //! 4. how the run was made — settings, machine, whether the driver kept its schedule.
 
@@ -17,6 +18,7 @@ use crate::matrix::report::{Cell, Health, PERFORMANCE_HEADER, Report, VERDICT_HE
 
 mod cost;
 pub mod verdicts;
+pub mod writeup;
 
 const STYLE: &str = "
 body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:1em 2em;color:#1b1b1b}
@@ -56,6 +58,7 @@ pub fn render(report: &Report, dir: &Path) -> String {
     verdicts::section(&mut out, report);
     logout_to_refusal(&mut out, report);
     cost::section(&mut out, report, dir);
+    writeup::section(&mut out, report);
     tables(&mut out, report);
     how(&mut out, report);
     out.push_str("</body></html>\n");
