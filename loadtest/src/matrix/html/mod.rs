@@ -1,5 +1,6 @@
 //! `report.html`: the report a person opens first, one self-contained file (inline CSS and
-//! SVG, no script, nothing fetched), in the order of the questions a reader has:
+//! SVG, no script, nothing fetched; `browser.rs` checks it in headless Chromium), in the
+//! order of the questions a reader has:
 //!
 //! 1. what did each gateway let through — the verdicts, gateway × token kind, GAPs with the
 //!    request that showed them and why they are known (the expired-token GAP of `jwt-no-exp`
@@ -16,6 +17,7 @@ use std::path::Path;
 
 use crate::matrix::report::{Cell, Health, PERFORMANCE_HEADER, Report, VERDICT_HEADER, VerdictRow};
 
+pub mod browser;
 mod cost;
 pub mod verdicts;
 pub mod writeup;
