@@ -126,6 +126,7 @@ fn how(out: &mut String, report: &Report) {
     };
     let lines = [
         format!("Tool: {}; profile {}.", report.tool, s.profile.name()),
+        versions(s.target.is_some()),
         format!("Gateways: {}.", s.gateways.join(", ")),
         format!(
             "Rates: {} req/s (API scenarios), {} req/s (policy scenarios), {} req/s (at Keycloak).",
@@ -192,6 +193,32 @@ fn how(out: &mut String, report: &Report) {
         out.push_str("</ul></details>\n");
     }
     out.push_str("</section>\n");
+}
+
+/// What the stack ran: Keycloak's version is the harness's; Envoy's is asked of the binary the
+/// stack uses (best effort). A run against `--target` drove a stack of someone else's making.
+fn versions(external: bool) -> String {
+    if external {
+        return "Versions: the target's own (an external stack).".to_owned();
+    }
+    let envoy = crate::paths::envoy_binary()
+        .ok()
+        .and_then(|binary| {
+            std::process::Command::new(binary)
+                .arg("--version")
+                .output()
+                .ok()
+        })
+        .and_then(|output| {
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            let (_, version) = text.split_once("version:")?;
+            Some(version.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    format!(
+        "Versions: Envoy {envoy}; Keycloak {}; the filter built from this checkout.",
+        crate::keycloak::VERSION
+    )
 }
 
 /// CPU model, core count and kernel, from /proc (best effort: absent facts are left out).
