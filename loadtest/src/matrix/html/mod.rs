@@ -49,13 +49,21 @@ pub fn render(report: &Report, dir: &Path) -> String {
     out.push_str("<title>tokengate load test report</title><style>");
     out.push_str(STYLE);
     out.push_str("</style></head><body>\n<h1>tokengate load test report</h1>\n");
+    let summary = &report.summary;
     let _ = writeln!(
         out,
-        "<p>{} — profile <code>{}</code>, {} cells, exit {}.</p>",
+        "<p id=\"summary\">{} — profile <code>{}</code>, {} cells, exit {}: {} GAP(s) ({} \
+         known, {} unexpected), {} failure(s), {} cell(s) the driver could not keep on \
+         schedule.</p>",
         escape(&report.tool),
         report.settings.profile.name(),
-        report.summary.cells,
-        report.summary.exit_code
+        summary.cells,
+        summary.exit_code,
+        summary.gaps,
+        summary.known_gaps,
+        summary.unexpected_gaps,
+        summary.failures,
+        summary.driver_limited_cells
     );
     verdicts::section(&mut out, report);
     logout_to_refusal(&mut out, report);
