@@ -167,7 +167,7 @@ fn envoy_cpu(out: &mut String, path: &Path) {
     };
     let when = bench
         .unix_time
-        .map_or_else(String::new, |t| format!(" (unix time {t})"));
+        .map_or_else(String::new, |t| format!(" ({})", utc_date(t)));
     let _ = writeln!(
         out,
         "<h3>Envoy CPU per request</h3>\n<p>From the <code>envoy_cpu</code> bench's last \
@@ -191,6 +191,25 @@ fn envoy_cpu(out: &mut String, path: &Path) {
         );
     }
     out.push_str("</table>\n");
+}
+
+/// `2026-12-02 13:45 UTC` for a Unix time (the civil calendar from days since 1970-01-01).
+fn utc_date(unix: u64) -> String {
+    let (days, seconds) = ((unix / 86_400) as i64, unix % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        seconds / 3_600,
+        seconds % 3_600 / 60
+    )
 }
 
 fn inline_chart(out: &mut String, dir: &Path, name: &str) {
@@ -223,7 +242,7 @@ mod tests {
         assert!(out.contains("not measured on this checkout"), "{out}");
         std::fs::write(
             &path,
-            r#"{"unix_time": 5, "scenarios": [{"scenario": "jwt", "gateway": "jwt",
+            r#"{"unix_time": 1764683100, "scenarios": [{"scenario": "jwt", "gateway": "jwt",
                 "requests_per_second": 4000.0, "envoy_cpu_us_per_request": 91.5}]}"#,
         )
         .unwrap();
@@ -233,5 +252,8 @@ mod tests {
             out.contains("<td>jwt</td><td>jwt</td><td>91.5</td><td>4000</td>"),
             "{out}"
         );
+        assert!(out.contains("last run (2025-12-02 13:45 UTC)"), "{out}");
+        assert_eq!(utc_date(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc_date(951_782_400), "2000-02-29 00:00 UTC");
     }
 }
