@@ -1,5 +1,5 @@
 //! SVG charts of a report: latency percentiles against rate per scenario (one line per
-//! gateway), and the outcome of every gateway × scenario.
+//! gateway, named at its end rather than in a legend), and the outcome of every gateway × scenario.
 
 use std::path::Path;
 
@@ -68,6 +68,15 @@ fn latency_chart(report: &Report, scenario: &str, path: &Path) -> Result<()> {
         .filter(|c| c.scenario == scenario)
         .map(|c| c.result.latency_corrected.p99_us as f64 / 1000.0)
         .fold(0.1, f64::max);
+    // The axis starts under the fastest p50, not at a fixed floor: the lines use the height.
+    let min_ms = report
+        .cells
+        .iter()
+        .filter(|c| c.scenario == scenario && c.result.completed > 0)
+        .map(|c| c.result.latency_corrected.p50_us as f64 / 1000.0)
+        .fold(max_ms, f64::min)
+        .max(0.005)
+        / 2.0;
 
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
@@ -77,9 +86,11 @@ fn latency_chart(report: &Report, scenario: &str, path: &Path) -> Result<()> {
             ("sans-serif", 20),
         )
         .margin(12)
+        // Room for the gateway names at the lines' ends: no legend to look up.
+        .margin_right(LABEL_ROOM)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..max_rate * 1.05, (0.01..max_ms * 1.5).log_scale())
+        .build_cartesian_2d(0.0..max_rate * 1.05, (min_ms..max_ms * 1.5).log_scale())
         .map_err(plot_error)?;
     chart
         .configure_mesh()
@@ -87,29 +98,52 @@ fn latency_chart(report: &Report, scenario: &str, path: &Path) -> Result<()> {
         .y_desc("latency (ms, log)")
         .draw()
         .map_err(plot_error)?;
+    let mut labels: Vec<(String, (i32, i32), RGBColor)> = Vec::new();
     for (index, gateway) in gateways.iter().enumerate() {
         let color = PALETTE[index % PALETTE.len()];
         let p50 = points(gateway, |l| l.p50_us);
         let p99 = points(gateway, |l| l.p99_us);
+        if let Some(last) = p50.last() {
+            labels.push(((*gateway).to_owned(), chart.backend_coord(last), color));
+        }
+        // Marks too: a run at one rate has points and no lines.
+        chart
+            .draw_series(p50.iter().map(|p| Circle::new(*p, 3, color.filled())))
+            .map_err(plot_error)?;
         chart
             .draw_series(LineSeries::new(p50, color.stroke_width(2)))
-            .map_err(plot_error)?
-            .label(*gateway)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            });
+            .map_err(plot_error)?;
         chart
             .draw_series(DashedLineSeries::new(p99, 6, 4, color.stroke_width(1)))
             .map_err(plot_error)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(plot_error)?;
+    let font = ("sans-serif", 14).into_font();
+    for (name, (x, y), color) in spread_labels(labels, LABEL_GAP) {
+        root.draw(&Text::new(name, (x + 6, y - 7), font.color(&color)))
+            .map_err(plot_error)?;
+    }
     root.present().map_err(plot_error)?;
     Ok(())
+}
+
+/// Pixels right of the plot for the line labels.
+const LABEL_ROOM: u32 = 110;
+/// Least vertical distance between two labels' baselines, in pixels.
+const LABEL_GAP: i32 = 15;
+
+/// Labels at their lines' ends, moved apart vertically (top to bottom, in order of height) so
+/// that none overlaps the one above: lines that end close together keep readable names.
+fn spread_labels<T>(
+    mut labels: Vec<(T, (i32, i32), RGBColor)>,
+    gap: i32,
+) -> Vec<(T, (i32, i32), RGBColor)> {
+    labels.sort_by_key(|(_, (_, y), _)| *y);
+    let mut floor = i32::MIN;
+    for (_, (_, y), _) in &mut labels {
+        *y = (*y).max(floor.saturating_add(gap));
+        floor = *y;
+    }
+    labels
 }
 
 /// A grid: gateways down, scenarios across (in the order of the settings); each cell coloured
@@ -193,4 +227,20 @@ fn outcome_grid(report: &Report, path: &Path) -> Result<()> {
     }
     root.present().map_err(plot_error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_that_would_overlap_are_moved_apart_in_order() {
+        let c = PALETTE[0];
+        let spread = spread_labels(
+            vec![("b", (5, 104), c), ("a", (5, 100), c), ("c", (5, 300), c)],
+            15,
+        );
+        let ys: Vec<(&str, i32)> = spread.iter().map(|(n, (_, y), _)| (*n, *y)).collect();
+        assert_eq!(ys, [("a", 100), ("b", 115), ("c", 300)]);
+    }
 }

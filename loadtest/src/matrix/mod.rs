@@ -425,6 +425,7 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
     let report = result?;
     drop(stack);
     report.write(&config.out)?;
+    html::browser::screenshot_or_note(&config.out);
     Ok(report)
 }
 
