@@ -10,7 +10,10 @@ pub mod logout;
 mod probes;
 pub mod report;
 pub mod scenario;
+mod terminal;
 pub mod tokens;
+pub mod validity;
+pub mod verdicts;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -350,6 +353,7 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
                 targets * config.rates_for(*s).len()
             })
             .sum();
+        let noise = machine_noise(config)?;
         let progress = progress_bar(config.progress, total as u64);
         let mut cells = Vec::with_capacity(total);
         let mut logout_times = Vec::new();
@@ -416,6 +420,7 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
         );
         let mut report = Report::new(settings, cells);
         report.logout_to_refusal = logout_times;
+        report.machine_noise = noise;
         runtime.block_on(probes::probe_gaps(&mut report, &gateways, &mut pools))?;
         Ok(report)
     })();
@@ -442,6 +447,20 @@ pub(crate) fn request_headers(
         headers.push((name, value.to_owned()));
     }
     headers
+}
+
+/// How long the idle pacing probe paces: 1 000 wake-ups at 1 000 req/s.
+const NOISE_PROBE: Duration = Duration::from_secs(1);
+
+/// This machine's own scheduling noise with the stack up and idle: the driver's pacing at the
+/// run's highest rate with nothing to send.
+fn machine_noise(config: &MatrixConfig) -> Result<Option<driver::LatencySummary>> {
+    let Some(rate) = config.all_rates().last().copied() else {
+        return Ok(None);
+    };
+    let noise = driver::idle_pacing(rate, NOISE_PROBE, driver::DEFAULT_SPIN)?;
+    eprintln!("{}", report::noise_line(&noise));
+    Ok(Some(noise))
 }
 
 fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
