@@ -101,7 +101,10 @@ fn short_matrix_against_the_native_stack() -> Result<()> {
     ensure!(code == 0 || code == 3, "exit {code}\n{stdout}\n{stderr}");
     // The terminal gets the summary; the tables are in report.md.
     ensure!(stdout.starts_with("Verdicts: "), "{stdout}");
-    ensure!(stdout.contains("GAP jwt-no-exp api-expired: known: "), "{stdout}");
+    ensure!(
+        stdout.contains("GAP jwt-no-exp api-expired: known: "),
+        "{stdout}"
+    );
     ensure!(!stdout.contains("== Security verdicts"), "{stdout}");
     ensure!(report_paths_named(&stdout, &out), "{stdout}");
 

@@ -7,6 +7,7 @@ pub mod findmax;
 pub mod html;
 mod keycloak_cells;
 pub mod logout;
+mod policy_scenarios;
 mod probes;
 pub mod report;
 pub mod scenario;
