@@ -33,7 +33,7 @@ enum Command {
     ///
     /// Exit codes: 0 all verdicts as expected; 2 a security GAP on a gateway not known to be
     /// insecure; 3 this machine could not drive some cell (the driver was behind and did not
-    /// deliver the load, or late sends make up over half of a cell's p99); 1 other failure.
+    /// deliver the load, or late sends make up over half of a cell's median); 1 other failure.
     Run(Box<RunArgs>),
     /// Start Keycloak, the backend and Envoy with the given gateways on free 127.0.0.1
     /// ports; print the URLs; tear everything down on Ctrl-C.

@@ -44,7 +44,7 @@
 //!   with a known error: [`RunResult::distortion`] is its bound (schedule
 //!   lag p99; corrected − uncorrected at p50 and p99). The run is *invalid*
 //!   only when the driver could not deliver the load because it was behind,
-//!   or when late sends may make up over half of the reported p99
+//!   or when late sends make up over half of the reported median
 //!   ([`RunResult::driver_problems`]); *marked* when the distortion is large
 //!   relative to what is reported ([`RunResult::distortion_marks`]); and the
 //!   *target's* finding when the load was not delivered while the driver

@@ -338,7 +338,7 @@ fn the_terminal_summary_names_the_gaps_and_the_reports() {
         "  GAP jwt api-expired: UNEXPECTED: /api/orders, expired token admitted 10×",
         "Cells: 5 measured; 1 this machine could not drive (driver-limited); 0 saturated",
         "1 marked (latency distorted",
-        "  INVALID jwt api-valid at 1000 req/s: corrected p99 700 µs is 400 µs above",
+        "  INVALID jwt api-valid at 1000 req/s: corrected p50 700 µs is 400 µs above",
         "  marked jwt api-valid at 1000 req/s: p99 1.30 ms, of which up to 0.30 ms late sends",
         "lag p50 0 µs, p99 42 µs",
         "exit 2: SECURITY GAP",

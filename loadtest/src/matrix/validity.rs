@@ -3,8 +3,8 @@
 //!
 //! Per cell the driver's rule decides ([`Thresholds`](crate::driver::Thresholds) says it
 //! whole): a cell is *driver-limited* (the run exits 3) only when the driver could not deliver
-//! the load because it was behind, or when late sends may make up over half of its reported
-//! p99; *saturated* (a finding about the gateway, exit 0) when the load was not delivered while
+//! the load because it was behind, or when late sends make up over half of its reported
+//! median; *saturated* (a finding about the gateway, exit 0) when the load was not delivered while
 //! the driver kept its schedule; *marked* (its figures stand, with their bound) when the
 //! distortion is large relative to what it reports. Security verdicts never depend on it:
 //! they count answers, not times.
@@ -26,7 +26,7 @@ pub mod exit {
     /// A gateway not known to be insecure let through a token it must refuse.
     pub const SECURITY_GAP: u8 = 2;
     /// This machine could not drive some cell: the driver was behind and did not deliver the
-    /// load, or late sends make up over half of a cell's reported p99. The verdicts stand.
+    /// load, or late sends make up over half of a cell's reported median. The verdicts stand.
     pub const INVALID_RUN: u8 = 3;
 }
 
