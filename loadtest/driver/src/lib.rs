@@ -80,6 +80,7 @@ mod pacer;
 mod probe;
 mod request;
 mod result;
+mod validity;
 mod wire;
 
 pub use config::{
@@ -90,7 +91,7 @@ pub use engine::{REQUEST_ID_HEADER, run};
 pub use probe::idle_pacing;
 pub use request::{Classifier, ExpectStatus, Outcome, RequestSource, RequestTemplate, RoundRobin};
 pub use result::{
-    DEFAULT_MAX_LAG_P99_US, Distortion, ErrorCounts, HISTOGRAM_MAX_US, HISTOGRAM_SIGFIG,
-    Histograms, LatencySummary, Mode, RunResult, SAMPLE_LIMIT, Thresholds, UnexpectedSample,
-    Validity, new_histogram,
+    ErrorCounts, HISTOGRAM_MAX_US, HISTOGRAM_SIGFIG, Histograms, LatencySummary, Mode, RunResult,
+    SAMPLE_LIMIT, UnexpectedSample, new_histogram,
 };
+pub use validity::{DEFAULT_MAX_LAG_P99_US, Distortion, Thresholds, Validity};
