@@ -32,7 +32,8 @@ enum Command {
     /// already running one with --target), print the report, write report.json/.md and charts.
     ///
     /// Exit codes: 0 all verdicts as expected; 2 a security GAP on a gateway not known to be
-    /// insecure; 3 invalid run (the driver could not keep the schedule); 1 other failure.
+    /// insecure; 3 this machine could not drive some cell (the driver was behind and did not
+    /// deliver the load, or late sends make up over half of a cell's median); 1 other failure.
     Run(Box<RunArgs>),
     /// Start Keycloak, the backend and Envoy with the given gateways on free 127.0.0.1
     /// ports; print the URLs; tear everything down on Ctrl-C.
@@ -332,8 +333,7 @@ fn run_matrix(args: RunArgs) -> Result<u8> {
         return Ok(report::exit::OK);
     }
     let report = matrix::run(&config)?;
-    println!("{}", report.text());
-    println!("report: {}", config.out.join("report.md").display());
+    print!("{}", report.terminal_summary(&config.out));
     Ok(report.exit_code())
 }
 

@@ -123,8 +123,10 @@ pub(crate) fn parse_jwks(
                 ),
                 other => ConfigError::new("jwks.inline", other.to_string()),
             })?;
+            // A skipped key is a configuration the operator wrote and the filter will not
+            // use: warn, with its kid (if any) and the reason, nothing of the key itself.
             for skip in skipped {
-                log::info!("tokengate: inline JWKS: skipped {skip}");
+                log::warn!("tokengate: inline JWKS: skipped {skip}");
             }
             Ok(JwksSource::Inline(keys))
         }
@@ -248,5 +250,77 @@ impl Origin {
             .strip_suffix(default_port)
             .unwrap_or(&self.authority);
         format!("{}://{authority}", self.scheme)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::algorithm::Algorithm;
+    use crate::testkit::{TestKey, jwks};
+
+    /// Records every log line (the crate's native tests install no other logger).
+    struct Capture(Mutex<Vec<(log::Level, String)>>);
+
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            if let Ok(mut lines) = self.0.lock() {
+                lines.push((record.level(), record.args().to_string()));
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
+
+    #[test]
+    fn each_skipped_inline_key_is_logged_as_a_warning_with_its_kid_and_reason() {
+        let _ = log::set_logger(&CAPTURE);
+        log::set_max_level(log::LevelFilter::Trace);
+        let mut encryption = TestKey::rsa_b().public_jwk("enc-key", Some("RS256"));
+        encryption["use"] = json!("enc");
+        let mut without_kid = TestKey::rsa_b().public_jwk("x", Some("ES256"));
+        without_kid.as_object_mut().map(|key| key.remove("kid"));
+        let keys = [
+            TestKey::rsa_a().public_jwk("a", Some("RS256")),
+            encryption,
+            without_kid,
+        ];
+        let raw: RawJwks = serde_json::from_value(json!({"inline": jwks(&keys)})).unwrap();
+        let mut algorithms = AlgorithmSet::EMPTY;
+        algorithms.insert(Algorithm::Rs256);
+        parse_jwks(Some(raw), algorithms, "https://idp.example").unwrap();
+
+        let lines = CAPTURE.0.lock().unwrap().clone();
+        let skipped: Vec<_> = lines
+            .iter()
+            .filter(|(_, line)| line.starts_with("tokengate: inline JWKS: skipped"))
+            .collect();
+        assert_eq!(skipped.len(), 2, "{lines:?}");
+        assert!(skipped.iter().all(|(level, _)| *level == log::Level::Warn));
+        assert_eq!(
+            skipped[0].1,
+            "tokengate: inline JWKS: skipped kid \"enc-key\": use \"enc\" is not for signatures"
+        );
+        assert!(
+            skipped[1]
+                .1
+                .starts_with("tokengate: inline JWKS: skipped key without kid: "),
+            "{skipped:?}"
+        );
+        // Nothing of the key material.
+        let modulus = keys[0]["n"].as_str().unwrap();
+        assert!(
+            !skipped
+                .iter()
+                .any(|(_, line)| line.contains(&modulus[..16]))
+        );
     }
 }

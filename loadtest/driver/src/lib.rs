@@ -40,12 +40,18 @@
 //!   counted as a timeout (in flight) or dropped (never sent).
 //! * **Wire bytes** are counted on the socket, headers and framing
 //!   included, for JMeter-comparable KB/s.
-//! * **Validity.** [`RunResult::validity`] declares a run invalid when the
-//!   driver or the target could not keep the schedule (achieved rate below
-//!   95 % of the target, any drop, lag p99 above 1 ms, or late sends
-//!   inflating the corrected p50/p99 by over 25 % and 50 µs): its latency
-//!   figures would mislead. See [`Thresholds`] for the measurements behind
-//!   the defaults.
+//! * **Validity.** A run's latency on a noisy machine is still a figure,
+//!   with a known error: [`RunResult::distortion`] is its bound (schedule
+//!   lag p99; corrected − uncorrected at p50 and p99). The run is *invalid*
+//!   only when the driver could not deliver the load because it was behind,
+//!   or when late sends make up over half of the reported median
+//!   ([`RunResult::driver_problems`]); *marked* when the distortion is large
+//!   relative to what is reported ([`RunResult::distortion_marks`]); and the
+//!   *target's* finding when the load was not delivered while the driver
+//!   kept its schedule ([`RunResult::target_problems`]).
+//!   [`RunResult::validity`] is the strict union of the three. See
+//!   [`Thresholds`] for the rule and the measurements behind the defaults,
+//!   and [`idle_pacing`] for the machine's own scheduling noise.
 //!
 //! # Example
 //!
@@ -71,8 +77,10 @@ mod clock;
 mod config;
 mod engine;
 mod pacer;
+mod probe;
 mod request;
 mod result;
+mod validity;
 mod wire;
 
 pub use config::{
@@ -80,9 +88,10 @@ pub use config::{
     MAX_THREADS, MAX_TIMEOUT, OpenLoop,
 };
 pub use engine::{REQUEST_ID_HEADER, run};
+pub use probe::idle_pacing;
 pub use request::{Classifier, ExpectStatus, Outcome, RequestSource, RequestTemplate, RoundRobin};
 pub use result::{
-    DEFAULT_MAX_LAG_P99_US, ErrorCounts, HISTOGRAM_MAX_US, HISTOGRAM_SIGFIG, Histograms,
-    LatencySummary, Mode, RunResult, SAMPLE_LIMIT, Thresholds, UnexpectedSample, Validity,
-    new_histogram,
+    ErrorCounts, HISTOGRAM_MAX_US, HISTOGRAM_SIGFIG, Histograms, LatencySummary, Mode, RunResult,
+    SAMPLE_LIMIT, UnexpectedSample, new_histogram,
 };
+pub use validity::{DEFAULT_MAX_LAG_P99_US, Distortion, Thresholds, Validity};

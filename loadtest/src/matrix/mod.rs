@@ -7,10 +7,14 @@ pub mod findmax;
 pub mod html;
 mod keycloak_cells;
 pub mod logout;
+mod policy_scenarios;
 mod probes;
 pub mod report;
 pub mod scenario;
+mod terminal;
 pub mod tokens;
+pub mod validity;
+pub mod verdicts;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -75,6 +79,13 @@ impl Profile {
 /// driver; the write-up generated tokens once per thread (5–6 tokens/s).
 pub const IDP_RATE: f64 = 10.0;
 
+/// Seconds of scheduled load ([`MatrixConfig::scheduled_secs`]) the default profile may take
+/// of its 5 minutes: the rest is the stack's start (about 60 s on 2 quiet cores, Keycloak's
+/// JVM most of it) and each cell's set-up (about 0.1 s each, 20 s for the 201 cells).
+pub const DEFAULT_LOAD_BUDGET_SECS: f64 = 200.0;
+/// The same for the quick profile's 90 s.
+pub const QUICK_LOAD_BUDGET_SECS: f64 = 40.0;
+
 /// Measured sessions opened longer ago than this are opened again before they are measured
 /// (Keycloak's access tokens live 300 s).
 const SESSIONS_FRESH_FOR: Duration = Duration::from_secs(200);
@@ -109,13 +120,19 @@ pub struct MatrixConfig {
 impl MatrixConfig {
     /// The matrix of `profile`: the one place the CLI's defaults live.
     ///
-    /// Cell lengths, from the budget: the default profile's 180 cells (56 API cells per rate,
-    /// 8 policy and 4 Keycloak cells) must fit 5 minutes on 2 cores with the stack's start,
-    /// which leaves about 1.2 s per cell. 0.25 s of warm-up opens the connections and fills
-    /// the gateway's caches; the 1 s measured gives 100, 500 and 1000 samples at 100, 500 and
-    /// 1000 req/s, so p99 rests on the slowest 1, 5 and 10 requests (p50 and p90 on many
-    /// more). `--duration` buys a steadier p99 at 100 req/s; the full profile's 5 s cells are
-    /// today's matrix.
+    /// Cell lengths, from the budget ([`DEFAULT_LOAD_BUDGET_SECS`], tested below): the default
+    /// profile's 201 cells (9 token kinds × 7 gateways × 3 rates, 8 policy and 4 Keycloak
+    /// cells) plus the three longer cells logout-to-refusal is measured in must fit 5 minutes
+    /// on 2 cores with the stack's start (Keycloak 30–40 s warm on quiet cores, minting,
+    /// Envoys) and each cell's own set-up (connections, stragglers: about 0.1 s), which leaves
+    /// 0.9 s of load per cell. The warm-up is the shortest that passes once through the token
+    /// pool at the lowest rate (10 tokens at 100 req/s: 0.1 s, so each token's first, uncached
+    /// validation falls in it) with margin: 0.15 s. The 0.75 s measured give 75, 375 and 750
+    /// samples at 100, 500 and 1000 req/s, so p99 rests on the slowest 1, 4 and 8 requests (p50
+    /// and p90 on many more): steady at 500 and 1000 req/s, a first estimate at 100, where
+    /// `--duration` buys a steadier one. The quick profile halves that again (100 req/s only,
+    /// 0.3 s cells after 0.1 s: p99 is the slowest of 30) to fit 90 s; the full profile's 5 s
+    /// cells are the whole matrix as it ran before profiles.
     pub fn for_profile(profile: Profile, out: PathBuf) -> MatrixConfig {
         let seconds = Duration::from_secs_f64;
         let all_rates = vec![100.0, 500.0, 1000.0];
@@ -124,16 +141,16 @@ impl MatrixConfig {
                 all_rates,
                 vec![100.0],
                 vec![IDP_RATE],
-                seconds(0.25),
-                seconds(1.0),
-                20,
+                seconds(0.15),
+                seconds(0.75),
+                10,
             ),
             Profile::Quick => (
                 vec![100.0],
                 vec![100.0],
                 vec![IDP_RATE],
-                seconds(0.2),
-                seconds(0.5),
+                seconds(0.1),
+                seconds(0.3),
                 5,
             ),
             Profile::Full => (
@@ -182,6 +199,44 @@ impl MatrixConfig {
             Scenario::Policy(_) => &self.policy_rates,
             _ => &self.idp_rates,
         }
+    }
+
+    /// How many cells the matrix has on `gateways`.
+    pub fn cells<'a>(&self, gateways: impl Iterator<Item = &'a GatewayProfile> + Clone) -> usize {
+        self.scenarios
+            .iter()
+            .map(|s| {
+                let targets = if s.through_gateway() {
+                    gateways
+                        .clone()
+                        .filter(|g| scenario::runs_on(g, *s))
+                        .count()
+                } else {
+                    1
+                };
+                targets * self.rates_for(*s).len()
+            })
+            .sum()
+    }
+
+    /// The seconds of load the matrix schedules on its own gateways: every cell's warm-up and
+    /// measured window, and the longer cells the logout-to-refusal time is measured in.
+    /// Excludes the stack's start, minting, and each cell's set-up.
+    pub fn scheduled_secs(&self) -> f64 {
+        let profiles: Vec<&GatewayProfile> = self
+            .gateways
+            .iter()
+            .filter_map(|name| scenario::profile(name))
+            .collect();
+        let cells = self.cells(profiles.iter().copied());
+        let measured = if self.scenarios.contains(&logout::SCENARIO) {
+            logout::Plan::gateways(profiles.iter().copied()).len()
+        } else {
+            0
+        };
+        let per_cell = (self.warmup + self.duration).as_secs_f64();
+        let longer = logout::MEASURED_CELL_MIN.saturating_sub(self.duration);
+        cells as f64 * per_cell + measured as f64 * longer.as_secs_f64()
     }
 
     /// Every rate some scenario is driven at, ascending.
@@ -335,21 +390,12 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
         if logged_out {
             runtime.block_on(pools.enable_logged_out(Arc::clone(&admin)))?;
         }
-        let total: usize = config
-            .scenarios
-            .iter()
-            .map(|s| {
-                let targets = if s.through_gateway() {
-                    gateways
-                        .iter()
-                        .filter(|g| scenario::runs_on(g.profile, *s))
-                        .count()
-                } else {
-                    1
-                };
-                targets * config.rates_for(*s).len()
-            })
-            .sum();
+        let total = config.cells(gateways.iter().map(|g| g.profile));
+        eprintln!(
+            "{total} cells: {:.0} s of scheduled load, plus each cell's set-up",
+            config.scheduled_secs()
+        );
+        let noise = machine_noise(config)?;
         let progress = progress_bar(config.progress, total as u64);
         let mut cells = Vec::with_capacity(total);
         let mut logout_times = Vec::new();
@@ -416,6 +462,7 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
         );
         let mut report = Report::new(settings, cells);
         report.logout_to_refusal = logout_times;
+        report.machine_noise = noise;
         runtime.block_on(probes::probe_gaps(&mut report, &gateways, &mut pools))?;
         Ok(report)
     })();
@@ -443,6 +490,20 @@ pub(crate) fn request_headers(
         headers.push((name, value.to_owned()));
     }
     headers
+}
+
+/// How long the idle pacing probe paces: 1 000 wake-ups at 1 000 req/s.
+const NOISE_PROBE: Duration = Duration::from_secs(1);
+
+/// This machine's own scheduling noise with the stack up and idle: the driver's pacing at the
+/// run's highest rate with nothing to send.
+fn machine_noise(config: &MatrixConfig) -> Result<Option<driver::LatencySummary>> {
+    let Some(rate) = config.all_rates().last().copied() else {
+        return Ok(None);
+    };
+    let noise = driver::idle_pacing(rate, NOISE_PROBE, driver::DEFAULT_SPIN)?;
+    eprintln!("{}", report::noise_line(&noise));
+    Ok(Some(noise))
 }
 
 fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
@@ -557,4 +618,27 @@ fn run_gateway_cell(
         None,
     );
     Ok((cell, times))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The profiles' arithmetic fits their budgets (seconds of load scheduled, not a clock).
+    #[test]
+    fn the_profiles_fit_their_time_budgets() {
+        let out = PathBuf::from("out");
+        let default = MatrixConfig::for_profile(Profile::Default, out.clone());
+        let profiles = || scenario::GATEWAYS.iter();
+        assert_eq!(default.cells(profiles()), 9 * 7 * 3 + 8 + 4);
+        let secs = default.scheduled_secs();
+        assert!(secs <= DEFAULT_LOAD_BUDGET_SECS, "default: {secs} s");
+        let quick = MatrixConfig::for_profile(Profile::Quick, out.clone());
+        assert_eq!(quick.cells(profiles()), 9 * 7 + 8 + 4);
+        let secs = quick.scheduled_secs();
+        assert!(secs <= QUICK_LOAD_BUDGET_SECS, "quick: {secs} s");
+        // The full profile is the whole matrix in 5 s cells, over any budget.
+        let full = MatrixConfig::for_profile(Profile::Full, out);
+        assert_eq!(full.cells(profiles()), (9 * 7 + 8 + 4) * 3);
+    }
 }

@@ -13,27 +13,20 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::driver::{RunResult, Thresholds};
+use crate::driver::{Distortion, LatencySummary, RunResult, Thresholds};
 use crate::matrix::scenario::{
-    self, Challenge, Counts, Expectation, GatewayProfile, Scenario, Secure, TokenKind, Verdict,
+    Challenge, Expectation, GatewayProfile, Scenario, Secure, TokenKind, Verdict,
 };
+use crate::matrix::validity::summarize;
+pub use crate::matrix::validity::{Health, Summary, exit, health};
+pub use crate::matrix::verdicts::VerdictRow;
+use crate::matrix::verdicts::verdicts;
 use crate::matrix::{MatrixConfig, Profile, logout, union_of_rates};
 
 /// 2: verdicts are per scenario (policy scenarios), with the forged-header count. 3: the
-/// `logged-out` token kind and `logout_to_refusal`.
-pub const SCHEMA_VERSION: u32 = 3;
-
-/// Exit codes of `loadtest run`.
-pub mod exit {
-    /// Every verdict as expected, every cell measured validly.
-    pub const OK: u8 = 0;
-    /// Something failed (a valid token refused, a cell with no answers, an error).
-    pub const FAILURE: u8 = 1;
-    /// A gateway not known to be insecure let through a token it must refuse.
-    pub const SECURITY_GAP: u8 = 2;
-    /// The driver could not keep the schedule: latency figures would mislead.
-    pub const INVALID_RUN: u8 = 3;
-}
+/// `logged-out` token kind and `logout_to_refusal`. 4: each cell's `distortion` and `marks`,
+/// `summary.marked_cells`, `machine_noise`.
+pub const SCHEMA_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
@@ -89,21 +82,6 @@ impl Settings {
     }
 }
 
-/// Whether a cell's latency can be trusted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum Health {
-    Valid,
-    /// The target could not keep up (drops, achieved rate short): a result, not a flaw.
-    Saturated {
-        reasons: Vec<String>,
-    },
-    /// The driver sent late: the run cannot be trusted.
-    DriverLimited {
-        reasons: Vec<String>,
-    },
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Cell {
     pub rate: f64,
@@ -122,6 +100,11 @@ pub struct Cell {
     /// ([`Expectation::must_strip`]).
     pub leaked: u64,
     pub health: Health,
+    /// How far late sends may have moved the reported latency: the target's own p99 lies
+    /// between `result.latency_uncorrected.p99_us` and `result.latency_corrected.p99_us`.
+    pub distortion: Distortion,
+    /// Why the cell's latency is marked as distorted (empty: it is not).
+    pub marks: Vec<String>,
     pub note: Option<String>,
     pub result: RunResult,
 }
@@ -167,103 +150,12 @@ impl Cell {
             refused: count(400..500),
             leaked,
             health: health(&result, thresholds),
+            distortion: result.distortion(),
+            marks: result.distortion_marks(thresholds),
             note,
             result,
         }
     }
-}
-
-/// The driver's validity verdict, split by whose fault it is: late sends are the driver's
-/// (the run cannot be trusted); drops and a short achieved rate are the target's (with no
-/// backlog, an arrival that finds every connection busy is dropped, not sent late).
-pub fn health(result: &RunResult, thresholds: &Thresholds) -> Health {
-    let driver = result.driver_problems(thresholds);
-    if !driver.is_empty() {
-        return Health::DriverLimited { reasons: driver };
-    }
-    let target = result.target_problems(thresholds);
-    if target.is_empty() {
-        Health::Valid
-    } else {
-        Health::Saturated { reasons: target }
-    }
-}
-
-/// One row of the security verdict table: a gateway and a scenario, over every rate.
-#[derive(Debug, Clone, Serialize)]
-pub struct VerdictRow {
-    pub gateway: String,
-    pub scenario: String,
-    pub token_kind: TokenKind,
-    /// The request in words: path, token, forged header.
-    pub request: String,
-    /// What a secure gateway does with it.
-    pub secure: Secure,
-    /// A header a secure gateway strips before the backend.
-    pub must_strip: Option<&'static str>,
-    /// What this gateway answers (as configured).
-    pub expected_status: u16,
-    pub expected_challenge: Challenge,
-    /// Status counts over every rate, e.g. `{"401": 15000}`.
-    pub actual: BTreeMap<u16, u64>,
-    pub admitted: u64,
-    pub refused: u64,
-    /// Answers whose backend received the header that had to be stripped.
-    pub leaked: u64,
-    /// Cells aggregated (one per rate; 0 when the scenario was not run on this gateway).
-    pub cells: usize,
-    pub verdict: Verdict,
-    /// Set when the gateway is documented to have this gap.
-    pub known_gap: Option<&'static str>,
-    /// Why the verdict is NOT_APPLICABLE.
-    pub not_applicable: Option<&'static str>,
-    /// A request that showed the verdict (for a GAP: one that was admitted).
-    pub sample_request_id: Option<String>,
-}
-
-impl VerdictRow {
-    fn new(gateway: &str, scenario: Scenario, expected: &Expectation) -> Option<VerdictRow> {
-        let request = scenario.request()?;
-        Some(VerdictRow {
-            gateway: gateway.to_owned(),
-            scenario: scenario.name(),
-            token_kind: request.token,
-            request: request.describe(),
-            secure: scenario.secure()?,
-            must_strip: expected.must_strip,
-            expected_status: expected.status,
-            expected_challenge: expected.challenge,
-            actual: BTreeMap::new(),
-            admitted: 0,
-            refused: 0,
-            leaked: 0,
-            cells: 0,
-            verdict: Verdict::Pass,
-            known_gap: None,
-            not_applicable: None,
-            sample_request_id: None,
-        })
-    }
-
-    fn counts(&self) -> Counts {
-        Counts {
-            admitted: self.admitted,
-            refused: self.refused,
-            leaked: self.leaked,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    pub exit_code: u8,
-    pub cells: usize,
-    pub gaps: usize,
-    pub known_gaps: usize,
-    pub unexpected_gaps: usize,
-    pub failures: usize,
-    pub saturated_cells: usize,
-    pub driver_limited_cells: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -276,6 +168,11 @@ pub struct Report {
     /// Per gateway measured: from ending a session at Keycloak to the first refused request
     /// with its token, under the `api-logged-out` cell's load (`matrix/logout.rs`).
     pub logout_to_refusal: Vec<super::logout::LogoutTimes>,
+    /// This machine's own scheduling noise, measured before the cells: how late an idle
+    /// driver thread pacing at the highest rate was woken, in µs
+    /// ([`idle_pacing`](crate::driver::idle_pacing)). A cell's schedule lag near it is the
+    /// machine's; far above it, the cell's (its target competing for the cores).
+    pub machine_noise: Option<LatencySummary>,
     pub summary: Summary,
 }
 
@@ -290,6 +187,7 @@ impl Report {
             cells,
             verdicts,
             logout_to_refusal: Vec::new(),
+            machine_noise: None,
             summary,
         }
     }
@@ -359,6 +257,17 @@ impl Report {
             self.settings.duration_secs,
             self.settings.warmup_secs
         );
+        out.push_str(
+            "Latency is in ms, corrected (from each request's due time). `p99 bound` is how far \
+             late sends may have moved it: the gateway's own p99 lies between the corrected p99 \
+             and the corrected p99 minus the bound; `lag` is the driver's schedule lag p99. \
+             `marked` cells' figures stand with that bound; `INVALID` ones this machine could \
+             not drive; `SATURATED` ones the gateway could not keep up with.\n",
+        );
+        if let Some(noise) = &self.machine_noise {
+            let _ = writeln!(out, "\n{}", noise_line(noise));
+        }
+        out.push('\n');
         for rate in &self.settings.all_rates() {
             if self.performance_rows(*rate).is_empty() {
                 continue;
@@ -391,18 +300,18 @@ impl Report {
         out
     }
 
-    fn summary_line(&self) -> String {
+    pub(crate) fn summary_line(&self) -> String {
         let s = &self.summary;
         let meaning = match s.exit_code {
             exit::OK => "all verdicts as expected",
             exit::SECURITY_GAP => "SECURITY GAP on a gateway not known to be insecure",
             exit::INVALID_RUN => {
-                "invalid run: the driver could not keep the schedule (latency figures are not trustworthy)"
+                "invalid run: this machine could not drive some cell (the verdicts stand; those cells' latency does not)"
             }
             _ => "failure",
         };
         format!(
-            "exit {}: {meaning}. {} cells; {} GAPs ({} known, {} unexpected); {} failures; {} saturated; {} driver-limited.",
+            "exit {}: {meaning}. {} cells; {} GAPs ({} known, {} unexpected); {} failures; {} saturated; {} driver-limited; {} marked.",
             s.exit_code,
             s.cells,
             s.gaps,
@@ -410,7 +319,8 @@ impl Report {
             s.unexpected_gaps,
             s.failures,
             s.saturated_cells,
-            s.driver_limited_cells
+            s.driver_limited_cells,
+            s.marked_cells
         )
     }
 
@@ -423,6 +333,7 @@ impl Report {
                 let latency = &r.latency_corrected;
                 let ms = |us: u64| format!("{:.2}", us as f64 / 1000.0);
                 let health = match &cell.health {
+                    Health::Valid if !cell.marks.is_empty() => "marked".to_owned(),
                     Health::Valid => "ok".to_owned(),
                     Health::Saturated { .. } => "SATURATED".to_owned(),
                     Health::DriverLimited { .. } => "INVALID".to_owned(),
@@ -440,6 +351,7 @@ impl Report {
                         notes.push(reasons.join("; "))
                     }
                 }
+                notes.extend(cell.marks.iter().cloned());
                 vec![
                     cell.scenario.clone(),
                     cell.gateway.clone(),
@@ -451,6 +363,11 @@ impl Report {
                     ms(latency.p99_us),
                     ms(latency.p999_us),
                     ms(latency.max_us),
+                    format!(
+                        "+{} (lag {})",
+                        ms(cell.distortion.p99_us),
+                        ms(cell.distortion.lag_p99_us)
+                    ),
                     format!("{:.2}", cell.unexpected_pct),
                     status_summary(&r.status_counts),
                     format!("{:.1}/{:.1}", r.received_kib_per_sec, r.sent_kib_per_sec),
@@ -549,7 +466,7 @@ impl Report {
     }
 }
 
-pub(crate) const PERFORMANCE_HEADER: [&str; 15] = [
+pub(crate) const PERFORMANCE_HEADER: [&str; 16] = [
     "scenario",
     "gateway",
     "target rps",
@@ -560,6 +477,8 @@ pub(crate) const PERFORMANCE_HEADER: [&str; 15] = [
     "p99",
     "p99.9",
     "max",
+    // The bound on p99: corrected − uncorrected p99, then the schedule lag p99 (ms).
+    "p99 bound",
     "unexpected %",
     "statuses",
     "KB/s rx/tx",
@@ -578,6 +497,15 @@ pub(crate) const VERDICT_HEADER: [&str; 8] = [
     "sample request id",
 ];
 
+/// What the idle pacing probe measured, in one sentence.
+pub(crate) fn noise_line(noise: &LatencySummary) -> String {
+    format!(
+        "This machine's own scheduling noise (an idle driver thread pacing before the run): \
+         lag p50 {} µs, p99 {} µs, max {} µs.",
+        noise.p50_us, noise.p99_us, noise.max_us
+    )
+}
+
 /// `401 invalid_token`, `401 Bearer` (a challenge without an error), `200`.
 fn expected_answer(status: u16, challenge: Challenge) -> String {
     match challenge {
@@ -594,126 +522,6 @@ fn status_summary(counts: &BTreeMap<u16, u64>) -> String {
         .map(|(status, n)| format!("{status}×{n}"))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// One row per (gateway, scenario) that ran, over every rate, in the order of the cells; then
-/// one per (gateway, scenario) of the settings that was not run because it does not apply.
-fn verdicts(settings: &Settings, cells: &[Cell]) -> Vec<VerdictRow> {
-    let mut rows: Vec<VerdictRow> = Vec::new();
-    for cell in cells {
-        let (Some(scenario), Some(_)) = (
-            Scenario::parse(&cell.scenario),
-            scenario::profile(&cell.gateway),
-        ) else {
-            continue;
-        };
-        let index = match rows
-            .iter()
-            .position(|row| row.gateway == cell.gateway && row.scenario == cell.scenario)
-        {
-            Some(index) => index,
-            None => {
-                let Some(row) = VerdictRow::new(&cell.gateway, scenario, &cell.expected) else {
-                    continue;
-                };
-                rows.push(row);
-                rows.len() - 1
-            }
-        };
-        let row = &mut rows[index];
-        for (status, n) in &cell.result.status_counts {
-            *row.actual.entry(*status).or_insert(0) += n;
-        }
-        row.admitted += cell.admitted;
-        row.refused += cell.refused;
-        row.leaked += cell.leaked;
-        row.cells += 1;
-        if row.sample_request_id.is_none() {
-            row.sample_request_id = cell
-                .result
-                .unexpected_samples
-                .first()
-                .map(|sample| sample.request_id.clone());
-        }
-    }
-    for gateway in &settings.gateways {
-        let Some(profile) = scenario::profile(gateway) else {
-            continue;
-        };
-        for scenario in settings.scenarios.iter().filter_map(|s| Scenario::parse(s)) {
-            let name = scenario.name();
-            if scenario::runs_on(profile, scenario)
-                || rows
-                    .iter()
-                    .any(|row| &row.gateway == gateway && row.scenario == name)
-            {
-                continue;
-            }
-            if let Some(row) =
-                VerdictRow::new(gateway, scenario, &scenario::expectation(profile, scenario))
-            {
-                rows.push(row);
-            }
-        }
-    }
-    for row in &mut rows {
-        let (Some(profile), Some(scenario)) = (
-            scenario::profile(&row.gateway),
-            Scenario::parse(&row.scenario),
-        ) else {
-            continue;
-        };
-        row.not_applicable = scenario::not_applicable(profile, scenario);
-        row.verdict = scenario::verdict(profile, scenario, row.counts());
-        if row.verdict == Verdict::Gap {
-            row.known_gap = scenario::expectation(profile, scenario).known_gap;
-        }
-    }
-    rows
-}
-
-fn summarize(cells: &[Cell], verdicts: &[VerdictRow]) -> Summary {
-    let gaps = verdicts
-        .iter()
-        .filter(|r| r.verdict == Verdict::Gap)
-        .count();
-    let known_gaps = verdicts
-        .iter()
-        .filter(|r| r.verdict == Verdict::Gap && r.known_gap.is_some())
-        .count();
-    let failures = verdicts
-        .iter()
-        .filter(|r| r.verdict == Verdict::Fail)
-        .count()
-        + cells.iter().filter(|c| c.result.completed == 0).count();
-    let saturated_cells = cells
-        .iter()
-        .filter(|c| matches!(c.health, Health::Saturated { .. }))
-        .count();
-    let driver_limited_cells = cells
-        .iter()
-        .filter(|c| matches!(c.health, Health::DriverLimited { .. }))
-        .count();
-    let unexpected_gaps = gaps - known_gaps;
-    let exit_code = if unexpected_gaps > 0 {
-        exit::SECURITY_GAP
-    } else if failures > 0 {
-        exit::FAILURE
-    } else if driver_limited_cells > 0 {
-        exit::INVALID_RUN
-    } else {
-        exit::OK
-    };
-    Summary {
-        exit_code,
-        cells: cells.len(),
-        gaps,
-        known_gaps,
-        unexpected_gaps,
-        failures,
-        saturated_cells,
-        driver_limited_cells,
-    }
 }
 
 pub fn render_table(header: &[&str], rows: &[Vec<String>]) -> String {

@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::driver::RunResult;
-use crate::matrix::scenario::{POLICY_SCENARIOS, TokenKind};
+use crate::matrix::scenario::{self, POLICY_SCENARIOS, TokenKind};
+use std::path::Path;
 
 fn schema() -> serde_json::Value {
     let path = crate::paths::repo_root().join("loadtest/report.schema.json");
@@ -238,4 +239,114 @@ fn policy_verdicts_and_exit_codes() {
     admitted[4] = cell("policy", policy("admin-without-role"), &[(200, 10)], 0);
     let report = Report::new(settings(&["policy"], &scenarios), admitted);
     assert_eq!(report.exit_code(), exit::SECURITY_GAP);
+}
+
+/// A jwt `api-valid` cell at 1000 req/s whose requests took `service_us` and went out
+/// `lag_us` late, changed by `tweak` (drops, driver CPU).
+fn timed(service_us: u64, lag_us: u64, tweak: impl FnOnce(&mut RunResult)) -> Cell {
+    let scenario = Scenario::Api(TokenKind::Valid);
+    let profile = scenario::profile("jwt").unwrap();
+    let mut result =
+        RunResult::synthetic(1000.0, &[(200, 1000)], 1000, service_us, lag_us).unwrap();
+    tweak(&mut result);
+    Cell::new(
+        1000.0,
+        scenario,
+        Some(profile),
+        scenario::expectation(profile, scenario),
+        result,
+        &Thresholds::default(),
+        None,
+    )
+}
+
+fn dropped(result: &mut RunResult) {
+    result.scheduled += 3;
+    result.dropped = 3;
+}
+
+/// What the matrix makes of the driver's rule: a noisy machine's figures are marked and the
+/// run stands; a gateway that cannot keep up is a finding (exit 0); only a cell this machine
+/// could not drive, or whose p99 is mostly lateness, makes the run invalid (exit 3).
+#[test]
+fn the_exit_code_separates_the_gateway_s_shortfall_from_the_machine_s() {
+    let scenarios = [Scenario::Api(TokenKind::Valid)];
+    let run = |cell: Cell| Report::new(settings(&["jwt"], &scenarios), vec![cell]);
+
+    let noisy = run(timed(1_000, 300, |_| {}));
+    assert_eq!(noisy.cells[0].health, Health::Valid);
+    assert_eq!(noisy.cells[0].distortion.p99_us, 300);
+    assert_eq!(
+        (noisy.summary.marked_cells, noisy.exit_code()),
+        (1, exit::OK)
+    );
+    let row = &noisy.performance_rows(1000.0)[0];
+    assert!(row.contains(&"+0.30 (lag 0.30)".to_owned()), "{row:?}");
+    assert!(row.contains(&"marked".to_owned()), "{row:?}");
+
+    let saturated = run(timed(5_000, 20, dropped));
+    assert!(matches!(
+        saturated.cells[0].health,
+        Health::Saturated { .. }
+    ));
+    assert_eq!(saturated.exit_code(), exit::OK);
+
+    let behind = run(timed(5_000, 1_200, dropped));
+    assert!(matches!(
+        behind.cells[0].health,
+        Health::DriverLimited { .. }
+    ));
+    assert_eq!(behind.exit_code(), exit::INVALID_RUN);
+
+    let mostly_lateness = run(timed(300, 400, |_| {}));
+    assert!(matches!(
+        mostly_lateness.cells[0].health,
+        Health::DriverLimited { .. }
+    ));
+    assert_eq!(mostly_lateness.exit_code(), exit::INVALID_RUN);
+
+    let json = serde_json::to_value(&mostly_lateness).unwrap();
+    assert_eq!(json["cells"][0]["distortion"]["p99_us"], 400);
+    let validator = jsonschema::validator_for(&schema()).unwrap();
+    assert!(validator.is_valid(&json));
+}
+
+/// The terminal gets the answer, not the tables: verdict counts, each GAP with its sentence,
+/// the cells this machine could not drive, the marked ones, where the reports are.
+#[test]
+fn the_terminal_summary_names_the_gaps_and_the_reports() {
+    let valid = Scenario::Api(TokenKind::Valid);
+    let expired = Scenario::Api(TokenKind::Expired);
+    let mut report = Report::new(
+        settings(&["jwt", "jwt-no-exp"], &[valid, expired]),
+        vec![
+            cell("jwt", valid, &[(200, 10)], 10),
+            cell("jwt-no-exp", expired, &[(200, 10)], 10),
+            cell("jwt", expired, &[(200, 10)], 0),
+            timed(1_000, 300, |_| {}),
+            timed(300, 400, |_| {}),
+        ],
+    );
+    report.machine_noise = Some(crate::driver::LatencySummary {
+        p99_us: 42,
+        ..Default::default()
+    });
+    let text = report.terminal_summary(Path::new("out"));
+    for expected in [
+        "Verdicts: 1 PASS, 2 GAP (1 known, 1 unexpected), 0 FAIL, 0 not applicable.",
+        "  GAP jwt-no-exp api-expired: known: exp is not verified",
+        "  GAP jwt api-expired: UNEXPECTED: /api/orders, expired token admitted 10×",
+        "Cells: 5 measured; 1 this machine could not drive (driver-limited); 0 saturated",
+        "1 marked (latency distorted",
+        "  INVALID jwt api-valid at 1000 req/s: corrected p50 700 µs is 400 µs above",
+        "  marked jwt api-valid at 1000 req/s: p99 1.30 ms, of which up to 0.30 ms late sends",
+        "lag p50 0 µs, p99 42 µs",
+        "exit 2: SECURITY GAP",
+        "Reports: out/report.html (open it first), out/report.md (the full tables), out/report.json.",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    // The full tables stay in report.md.
+    assert!(!text.contains("achieved rps"), "{text}");
+    assert!(text.lines().count() < 15, "{text}");
 }

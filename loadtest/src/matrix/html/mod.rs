@@ -53,8 +53,8 @@ pub fn render(report: &Report, dir: &Path) -> String {
     let _ = writeln!(
         out,
         "<p id=\"summary\">{} — profile <code>{}</code>, {} cells, exit {}: {} GAP(s) ({} \
-         known, {} unexpected), {} failure(s), {} cell(s) the driver could not keep on \
-         schedule.</p>",
+         known, {} unexpected), {} failure(s), {} cell(s) this machine could not drive, {} \
+         marked (figures stand with a large bound).</p>",
         escape(&report.tool),
         report.settings.profile.name(),
         summary.cells,
@@ -63,7 +63,8 @@ pub fn render(report: &Report, dir: &Path) -> String {
         summary.known_gaps,
         summary.unexpected_gaps,
         summary.failures,
-        summary.driver_limited_cells
+        summary.driver_limited_cells,
+        summary.marked_cells
     );
     verdicts::section(&mut out, report);
     logout_to_refusal(&mut out, report);
@@ -155,16 +156,19 @@ fn how(out: &mut String, report: &Report) {
         format!("Machine: {}.", machine()),
         format!(
             "Driver validity: {} of {} cells valid, {} saturated (the target could not keep \
-             up: a result), {} driver-limited (requests went out late: latency figures \
-             distorted).",
+             up: a result), {} this machine could not drive (driver behind and load not \
+             delivered, or late sends over half the median: no figures), {} marked (late \
+             sends moved the tail: figures stand with their p99 bound).",
             summary.cells - summary.saturated_cells - summary.driver_limited_cells,
             summary.cells,
             summary.saturated_cells,
-            summary.driver_limited_cells
+            summary.driver_limited_cells,
+            summary.marked_cells
         ),
     ];
-    for line in lines {
-        let _ = writeln!(out, "<li>{}</li>", escape(&line));
+    let noise = report.machine_noise.as_ref().map(super::report::noise_line);
+    for line in lines.iter().chain(noise.iter()) {
+        let _ = writeln!(out, "<li>{}</li>", escape(line));
     }
     if let Some(target) = &s.target {
         let _ = writeln!(
