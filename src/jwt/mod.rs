@@ -6,6 +6,7 @@
 pub mod base64url;
 pub mod claims;
 pub mod parse;
+pub mod raw_claims;
 pub mod validate;
 
 pub use claims::{ClaimPath, ClaimView};

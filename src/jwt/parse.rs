@@ -11,7 +11,6 @@
 
 use std::cell::OnceCell;
 
-use jwt_compact::Claims;
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
@@ -19,7 +18,7 @@ use serde_json::Value;
 use crate::rejection::{MalformedToken, Rejection};
 
 use super::base64url;
-use super::validate::ClaimSet;
+use super::raw_claims::RawClaims;
 
 /// The header parameters the gateway acts on.
 #[derive(Debug, Default)]
@@ -263,7 +262,7 @@ pub struct Parsed<'t> {
     pub(crate) signed: &'t str,
     payload: Vec<u8>,
     pub(crate) signature: Vec<u8>,
-    claims: OnceCell<Result<Claims<ClaimSet>, Rejection>>,
+    claims: OnceCell<Result<RawClaims, Rejection>>,
 }
 
 impl<'t> Parsed<'t> {
@@ -306,13 +305,11 @@ impl<'t> Parsed<'t> {
         })
     }
 
-    /// The claims, parsed once: a JSON object without duplicate names and numeric time claims.
-    pub(crate) fn claims(&self) -> Result<&Claims<ClaimSet>, Rejection> {
+    /// The claims, read once: a JSON object without duplicate names and numeric time claims,
+    /// with (at least) the claims `wanted` names built: the first reading decides.
+    pub(crate) fn claims(&self, wanted: &dyn Fn(&str) -> bool) -> Result<&RawClaims, Rejection> {
         self.claims
-            .get_or_init(|| {
-                serde_json::from_slice(&self.payload)
-                    .map_err(|_| Rejection::Malformed(MalformedToken::Claims))
-            })
+            .get_or_init(|| RawClaims::read(&self.payload, wanted))
             .as_ref()
             .map_err(Clone::clone)
     }
@@ -323,8 +320,9 @@ impl<'t> Parsed<'t> {
     }
 
     /// The unverified `iss`, only to choose the provider that judges the token.
+    /// Every claim is built: the provider that will read them is not chosen yet.
     pub fn unverified_issuer(&self) -> Result<Option<&str>, Rejection> {
-        match self.claims()?.custom.0.get("iss") {
+        match self.claims(&|_| true)?.claims.get("iss") {
             None => Ok(None),
             Some(Value::String(iss)) => Ok(Some(iss)),
             Some(_) => Err(Rejection::Malformed(MalformedToken::ClaimType)),

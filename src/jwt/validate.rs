@@ -7,8 +7,6 @@
 //! token.
 
 use jwt_compact::{Claims, TimeOptions, ValidationError};
-use serde::Deserialize;
-use serde::de::{self, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::algorithm::Algorithm;
@@ -20,8 +18,10 @@ use crate::rejection::{MalformedToken, Rejection};
 pub use super::parse::Parsed;
 
 use super::claims::{
-    ClaimView, check_audience, check_issuer, check_token_type, forwarded_values, published_values,
+    ClaimPath, ClaimView, check_audience, check_issuer, check_token_type, forwarded_values,
+    published_values,
 };
+use super::raw_claims::RawClaims;
 
 /// What a verified token leaves behind: enough to admit it again from the cache, for any
 /// rule, without reading its claims again.
@@ -85,34 +85,6 @@ fn check_claim_types(claims: &Map<String, Value>) -> Result<(), Rejection> {
     }
 }
 
-/// The claims object; duplicate names are refused (RFC 7515 §5.2 lets parsers reject them,
-/// and "last one wins" would let two parties read different claims from one token).
-#[derive(Debug, Default, Clone)]
-pub struct ClaimSet(pub(crate) Map<String, Value>);
-
-impl<'de> Deserialize<'de> for ClaimSet {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ClaimSetVisitor;
-        impl<'de> Visitor<'de> for ClaimSetVisitor {
-            type Value = ClaimSet;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object of claims")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<ClaimSet, A::Error> {
-                let mut map = Map::new();
-                while let Some((name, value)) = access.next_entry::<String, Value>()? {
-                    if map.contains_key(&name) {
-                        return Err(de::Error::custom("duplicate claim"));
-                    }
-                    map.insert(name, value);
-                }
-                Ok(ClaimSet(map))
-            }
-        }
-        deserializer.deserialize_map(ClaimSetVisitor)
-    }
-}
-
 /// Validates `token` for `provider` with `keys` at time `now` (Unix seconds); `catalog` says
 /// which scopes and conditions the rules ask of this provider's tokens.
 pub fn validate(
@@ -149,8 +121,8 @@ pub fn verify(
         return Err(Rejection::WrongTokenType);
     }
 
-    let claims = parsed.claims()?;
-    let custom = &claims.custom.0;
+    let claims = parsed.claims(&|name| is_read(provider, catalog, name))?;
+    let custom = &claims.claims;
 
     check_claim_types(custom)?;
     check_issuer(provider, custom.get("iss"))?;
@@ -175,9 +147,9 @@ pub fn verify(
 
     let view = ClaimView {
         claims: custom,
-        exp: claims.expiration.map(|t| t.timestamp()),
-        nbf: claims.not_before.map(|t| t.timestamp()),
-        iat: claims.issued_at.map(|t| t.timestamp()),
+        exp: claims.exp,
+        nbf: claims.nbf,
+        iat: claims.iat,
     };
     Verified::from_claims(provider, catalog, &view)
 }
@@ -217,7 +189,33 @@ fn check_payload_type(
     }
 }
 
-fn check_times(config: &Provider, claims: &Claims<ClaimSet>, now: i64) -> Result<(), Rejection> {
+/// The claims something reads: the checks here, [`Verified::from_claims`] (`sub`, `sid`, the
+/// forwarded and published claims), the provider's scopes and claim conditions. The others
+/// are never built.
+fn is_read(provider: &Provider, catalog: &FactCatalog, name: &str) -> bool {
+    const CHECKED: [&str; 8] = ["iss", "sub", "jti", "aud", "typ", "sid", "scope", "scp"];
+    let first = |path: &ClaimPath| path.segments().first().is_some_and(|first| first == name);
+    CHECKED.contains(&name)
+        || provider
+            .forward
+            .claims_to_headers
+            .iter()
+            .any(|rule| first(&rule.claim))
+        || provider
+            .forward
+            .published_claims
+            .iter()
+            .any(|published| first(&published.claim))
+        || catalog.condition_claims().any(|claim| claim == name)
+}
+
+fn check_times(config: &Provider, claims: &RawClaims, now: i64) -> Result<(), Rejection> {
+    let time = |seconds: Option<i64>| seconds.and_then(|s| chrono::DateTime::from_timestamp(s, 0));
+    let mut claims_times = Claims::empty();
+    claims_times.expiration = time(claims.exp);
+    claims_times.not_before = time(claims.nbf);
+    claims_times.issued_at = time(claims.iat);
+    let claims = &claims_times;
     let now = chrono::DateTime::from_timestamp(now, 0).unwrap_or_default();
     let skew = i64::try_from(config.clock_skew_seconds).unwrap_or(i64::MAX);
     let options = TimeOptions::new(chrono::Duration::seconds(skew), move || now);
