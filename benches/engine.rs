@@ -27,7 +27,8 @@ use tokengate::algorithm::Algorithm;
 use tokengate::config;
 use tokengate::engine::{CacheUse, Decision, Engine, Evaluation, Request};
 use tokengate::jwks::{KeyLookup, KeySet};
-use tokengate::jwt::validate;
+use tokengate::jwt::raw_claims::RawClaims;
+use tokengate::jwt::{Parsed, validate};
 use tokengate::revocation::set::{Entry, Kind};
 use tokengate::testkit::{TestKey, TokenSpec, jwks, tamper_signature};
 use tokengate::token_source;
@@ -73,6 +74,25 @@ fn token(jti: &str) -> String {
         .claim("jti", jti)
         .claim("sid", "bench-session")
         .sign(TestKey::rsa_a())
+}
+
+/// The claims of a Keycloak access token for the load-test user, as Keycloak issues them.
+fn keycloak_claims() -> Value {
+    json!({
+        "exp": NOW + 300, "iat": NOW, "jti": "onrtac:0b6d7c2e-4f7a-4a8e-9a53-1f2d3c4b5a69",
+        "iss": ISSUER, "aud": [AUDIENCE, "account"],
+        "sub": "f3b6c1de-8c2a-4a43-9a8e-3c5f0d1a2b3c", "typ": "Bearer",
+        "azp": "tokengate-loadtest", "sid": "7a1c4e2b-9f3d-4b8e-a1c2-3d4e5f6a7b8c", "acr": "1",
+        "allowed-origins": ["http://127.0.0.1:10000"],
+        "realm_access": {"roles": ["offline_access", "uma_authorization", "default-roles-tokengate", "user"]},
+        "resource_access": {
+            "account": {"roles": ["manage-account", "manage-account-links", "view-profile"]},
+            "tokengate-api": {"roles": ["reader", "writer"]}
+        },
+        "scope": "openid profile email", "email_verified": true, "name": "Load Test",
+        "preferred_username": "loadtest", "given_name": "Load", "family_name": "Test",
+        "email": "loadtest@example.com"
+    })
 }
 
 /// `config(4096)` with back-channel logout: a cached token's session and subject are looked
@@ -282,7 +302,38 @@ fn main() {
         validate::validate(config, &keys, catalog, black_box(&repeated), NOW).is_ok()
     });
     let payload = repeated.split('.').nth(1).unwrap();
-    println!("-- the steps, through jwt-compact");
+    bench.run("Parsed::new (base64url, header read once)", || {
+        Parsed::new(black_box(&repeated), 8192).is_ok()
+    });
+    bench.run("  of which: base64url decode of the payload", || {
+        tokengate::jwt::base64url::decode(black_box(payload.as_bytes())).is_ok()
+    });
+    let decoded = tokengate::jwt::base64url::decode(payload.as_bytes()).unwrap();
+    // The claims verify builds with envoy/jwt.yaml's configuration.
+    let read = |name: &str| {
+        [
+            "iss",
+            "sub",
+            "jti",
+            "aud",
+            "typ",
+            "sid",
+            "scope",
+            "scp",
+            "azp",
+            "realm_access",
+        ]
+        .contains(&name)
+    };
+    bench.run("RawClaims::read (the claims verify reads)", || {
+        RawClaims::read(black_box(&decoded), &read).is_ok_and(|claims| claims.claims.len() == 9)
+    });
+    // A Keycloak access token as Keycloak issues it for the load-test user (twenty claims).
+    let keycloak = serde_json::to_vec(&keycloak_claims()).unwrap();
+    bench.run("RawClaims::read, full Keycloak claims", || {
+        RawClaims::read(black_box(&keycloak), &read).is_ok_and(|claims| claims.claims.len() == 9)
+    });
+    println!("-- the steps, through jwt-compact (what Parsed::new and RawClaims replace)");
     bench.run(
         "jwt-compact UntrustedToken::try_from (base64, header)",
         || UntrustedToken::new(black_box(&repeated)).is_ok(),
@@ -293,7 +344,16 @@ fn main() {
             .deserialize_claims_unchecked::<serde_json::Map<String, Value>>()
             .is_ok()
     });
-    bench.run("  of which: base64ct decode of the payload", || {
+    bench.run(
+        "jwt-compact Claims<serde_json Map>, full Keycloak claims",
+        || {
+            serde_json::from_slice::<jwt_compact::Claims<serde_json::Map<String, Value>>>(
+                black_box(&keycloak),
+            )
+            .is_ok()
+        },
+    );
+    bench.run("base64ct decode of the payload", || {
         base64ct::Base64UrlUnpadded::decode_vec(black_box(payload)).is_ok()
     });
     println!("-- the signature");

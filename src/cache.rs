@@ -54,12 +54,21 @@ enum Hashing {
 }
 
 impl Hashing {
-    fn hash(&self, key: &str) -> u64 {
+    fn hash(&self, key: &[u8]) -> u64 {
         match self {
             Hashing::Full(state) => state.hash_one(key),
-            Hashing::Tail(seed) => tail_hash(*seed, key.as_bytes()),
+            Hashing::Tail(seed) => tail_hash(*seed, key),
         }
     }
+}
+
+/// A lookup that found nothing: the key's hash, for the insertion of that key that may follow
+/// (a miss is usually followed by a verification and an insertion; the key is not hashed again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Miss {
+    hash: u64,
+    /// The key's length: a `Miss` handed with another key is not trusted.
+    len: usize,
 }
 
 /// The length and the last 16 bytes of `key`, mixed with `seed` (multiply-xorshift rounds with
@@ -150,30 +159,75 @@ impl<V> TokenCache<V> {
     }
 
     /// The live entry for `key` at `now`; a dead entry is dropped.
-    pub fn get(&mut self, key: &str, now: i64) -> Option<&V> {
+    pub fn get(&mut self, key: &[u8], now: i64) -> Option<&V> {
         if self.entries.is_empty() {
             return None;
+        }
+        self.lookup(key, now).ok()
+    }
+
+    /// The live entry for `key` at `now` (a dead entry is dropped), or what
+    /// [`TokenCache::insert_after`] needs to store one.
+    pub fn lookup(&mut self, key: &[u8], now: i64) -> Result<&V, Miss> {
+        let len = key.len();
+        if self.entries.is_empty() {
+            // Nothing to find: hashed only when there is something to store.
+            return Err(Miss {
+                hash: if self.capacity == 0 {
+                    0
+                } else {
+                    self.hashing.hash(key)
+                },
+                len,
+            });
         }
         let hash = self.hashing.hash(key);
         match self
             .entries
-            .find_entry(hash, |e| same_bytes(e.key.as_bytes(), key.as_bytes()))
+            .find_entry(hash, |e| same_bytes(e.key.as_bytes(), key))
         {
-            Ok(entry) if entry.get().alive(now) => Some(&entry.into_mut().value),
+            Ok(entry) if entry.get().alive(now) => Ok(&entry.into_mut().value),
             Ok(entry) => {
                 entry.remove();
-                None
+                Err(Miss { hash, len })
             }
-            Err(_) => None,
+            Err(_) => Err(Miss { hash, len }),
         }
     }
 
     /// Stores `value` until `valid_until` (exclusive). Entries already dead are not stored.
     pub fn insert(&mut self, key: &str, value: V, valid_until: Option<i64>, now: i64) {
+        let hash = self.hashing.hash(key.as_bytes());
+        self.insert_hashed(hash, key, value, valid_until, now);
+    }
+
+    /// [`TokenCache::insert`] after `miss`, the lookup of `key` in this cache that found
+    /// nothing.
+    pub fn insert_after(
+        &mut self,
+        miss: Miss,
+        key: &str,
+        value: V,
+        valid_until: Option<i64>,
+        now: i64,
+    ) {
+        if miss.len != key.len() || self.capacity == 0 {
+            return self.insert(key, value, valid_until, now);
+        }
+        self.insert_hashed(miss.hash, key, value, valid_until, now);
+    }
+
+    fn insert_hashed(
+        &mut self,
+        hash: u64,
+        key: &str,
+        value: V,
+        valid_until: Option<i64>,
+        now: i64,
+    ) {
         if self.capacity == 0 || valid_until.is_some_and(|until| until <= now) {
             return;
         }
-        let hash = self.hashing.hash(key);
         if let Ok(existing) = self
             .entries
             .find_entry(hash, |e| same_bytes(e.key.as_bytes(), key.as_bytes()))
@@ -208,7 +262,7 @@ impl<V> TokenCache<V> {
 
     /// Drops the entry for `key`, if any.
     pub fn remove(&mut self, key: &str) {
-        let hash = self.hashing.hash(key);
+        let hash = self.hashing.hash(key.as_bytes());
         if let Ok(entry) = self
             .entries
             .find_entry(hash, |e| same_bytes(e.key.as_bytes(), key.as_bytes()))
@@ -261,13 +315,13 @@ mod tests {
     fn hit_miss_and_expiry() {
         for mut cache in both(4) {
             cache.insert("a", 1, Some(100), 10);
-            assert_eq!(cache.get("a", 99), Some(&1));
-            assert_eq!(cache.get("a", 100), None, "never outlives its expiry");
+            assert_eq!(cache.get(b"a", 99), Some(&1));
+            assert_eq!(cache.get(b"a", 100), None, "never outlives its expiry");
             assert!(cache.is_empty());
             cache.insert("dead", 2, Some(10), 10);
-            assert_eq!(cache.get("dead", 10), None);
+            assert_eq!(cache.get(b"dead", 10), None);
             cache.insert("forever", 3, None, 10);
-            assert_eq!(cache.get("forever", i64::MAX), Some(&3));
+            assert_eq!(cache.get(b"forever", i64::MAX), Some(&3));
         }
     }
 
@@ -278,12 +332,12 @@ mod tests {
                 cache.insert(key, i, None, 0);
             }
             assert_eq!(cache.len(), 3);
-            assert_eq!(cache.get("a", 0), None);
-            assert_eq!(cache.get("d", 0), Some(&3));
+            assert_eq!(cache.get(b"a", 0), None);
+            assert_eq!(cache.get(b"d", 0), Some(&3));
             // Re-inserting a key must not let its stale queue entry evict the new one early.
             cache.insert("b", 10, None, 0);
             cache.insert("e", 11, None, 0);
-            assert_eq!(cache.get("b", 0), Some(&10));
+            assert_eq!(cache.get(b"b", 0), Some(&10));
             assert_eq!(cache.len(), 3);
         }
     }
@@ -309,7 +363,7 @@ mod tests {
     fn disabled_cache_stores_nothing() {
         for mut cache in both(0) {
             cache.insert("a", 1, None, 0);
-            assert_eq!(cache.get("a", 0), None);
+            assert_eq!(cache.get(b"a", 0), None);
             assert!(!cache.is_enabled());
         }
     }
@@ -325,12 +379,34 @@ mod tests {
             cache.insert(key, i, None, 0);
         }
         for (i, key) in keys.iter().enumerate() {
-            assert_eq!(cache.get(key, 0), Some(&i));
+            assert_eq!(cache.get(key.as_bytes(), 0), Some(&i));
         }
         let mut other = keys[7].clone();
         other.replace_range(1..2, "9");
-        assert_eq!(cache.get(&other, 0), None);
-        assert_eq!(cache.get(&keys[7][1..], 0), None, "a suffix is another key");
+        assert_eq!(cache.get(other.as_bytes(), 0), None);
+        assert_eq!(
+            cache.get(&keys[7].as_bytes()[1..], 0),
+            None,
+            "a suffix is another key"
+        );
+    }
+
+    #[test]
+    fn insertion_after_a_miss() {
+        for mut cache in both(4) {
+            let miss = cache.lookup(b"a", 0).unwrap_err();
+            cache.insert_after(miss, "a", 1, None, 0);
+            assert_eq!(cache.get(b"a", 0), Some(&1));
+            let miss = cache.lookup(b"bb", 0).unwrap_err();
+            assert_eq!(cache.get(b"bb", 0), None);
+            // A miss handed with another key is not trusted with its hash.
+            cache.insert_after(miss, "ccc", 3, None, 0);
+            assert_eq!(cache.get(b"ccc", 0), Some(&3));
+            cache.insert_after(miss, "bb", 2, Some(5), 0);
+            assert_eq!(cache.lookup(b"bb", 4), Ok(&2));
+            assert!(cache.lookup(b"bb", 5).is_err(), "dead: dropped on lookup");
+            assert_eq!(cache.len(), 2);
+        }
     }
 
     #[test]

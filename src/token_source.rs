@@ -52,6 +52,17 @@ pub fn extract<'a>(
     source: &TokenSource,
     headers: &'a HeaderList,
 ) -> Result<Option<&'a str>, Rejection> {
+    extract_unchecked(source, headers)?.map(check).transpose()
+}
+
+/// The token's bytes as the request carries them, before [`check`]: at most one of them, and
+/// not empty. `Ok(None)` means the request carries no credentials of this kind. For looking
+/// the token up in a cache that only ever holds tokens that passed [`check`], which then need
+/// not be checked again; everything else must check the bytes first.
+pub fn extract_unchecked<'a>(
+    source: &TokenSource,
+    headers: &'a HeaderList,
+) -> Result<Option<&'a [u8]>, Rejection> {
     let token = match source {
         TokenSource::Header { name, prefix } => {
             let Some(value) = single(header_values(headers, name))? else {
@@ -80,6 +91,11 @@ pub fn extract<'a>(
     if token.is_empty() {
         return Err(Rejection::InvalidRequest(RequestProblem::EmptyToken));
     }
+    Ok(Some(token))
+}
+
+/// The token as text, if it is an RFC 6750 b64token (which is ASCII).
+pub fn check(token: &[u8]) -> Result<&str, Rejection> {
     if !is_b64token(token) {
         // Repeated headers may reach the filter joined into one value with commas (a comma
         // is not a b64token character, so a valid token never contains one).
@@ -89,9 +105,7 @@ pub fn extract<'a>(
             RequestProblem::InvalidCharacters
         }));
     }
-    // is_b64token guarantees ASCII.
     std::str::from_utf8(token)
-        .map(Some)
         .map_err(|_| Rejection::InvalidRequest(RequestProblem::InvalidCharacters))
 }
 
@@ -245,7 +259,7 @@ static B64TOKEN_CHAR: [bool; 256] = {
 };
 
 /// RFC 6750 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-fn is_b64token(token: &[u8]) -> bool {
+pub fn is_b64token(token: &[u8]) -> bool {
     let body_len = token.len() - token.iter().rev().take_while(|b| **b == b'=').count();
     let body = token.get(..body_len).unwrap_or_default();
     // Branch-free over the (long) body: one table lookup per byte.

@@ -2,6 +2,7 @@
 
 use std::rc::Rc;
 
+use crate::cache::Miss;
 use crate::config::{Mode, OnIdpError};
 use crate::jwt::Verified;
 use crate::jwt::validate::Parsed;
@@ -231,22 +232,40 @@ impl Judges<'_> {
         let Some(source) = self.sources.get(group.source) else {
             return Verdict::Missing;
         };
-        let token = match token_source::extract(source, self.request.headers()) {
-            Ok(Some(token)) => token,
+        let raw = match token_source::extract_unchecked(source, self.request.headers()) {
+            Ok(Some(raw)) => raw,
             Ok(None) => return Verdict::Missing,
             Err(rejection) => return Verdict::Failed(rejection, None),
         };
-        if let [only] = group.providers.as_slice() {
-            return self.judge(*only, token, None);
-        }
+        // The caches are looked up on the token's bytes before its character check: only
+        // tokens that passed the check are ever stored (see ProviderState), so a known token
+        // needs none, and the check costs a cache hit more than the lookup does.
+        let checked = |known: bool| match known.then(|| std::str::from_utf8(raw).ok()).flatten() {
+            Some(token) => Ok(token),
+            None => token_source::check(raw),
+        };
         let now = self.now;
-        if let Some(known) = group
+        if let [only] = group.providers.as_slice() {
+            let Some(state) = self.states.get_mut(*only) else {
+                return Verdict::Missing;
+            };
+            let looked_up = state.look_up_verified(raw, now);
+            return match checked(looked_up.is_ok()) {
+                Ok(token) => self.judge(*only, token, None, Some(looked_up)),
+                Err(rejection) => Verdict::Failed(rejection, None),
+            };
+        }
+        let known = group
             .providers
             .iter()
             .copied()
-            .find(|p| self.states.get_mut(*p).is_some_and(|s| s.knows(token, now)))
-        {
-            return self.judge(known, token, None);
+            .find(|p| self.states.get_mut(*p).is_some_and(|s| s.knows(raw, now)));
+        let token = match checked(known.is_some()) {
+            Ok(token) => token,
+            Err(rejection) => return Verdict::Failed(rejection, None),
+        };
+        if let Some(known) = known {
+            return self.judge(known, token, None, None);
         }
         if token.len() > group.max_token_bytes {
             return Verdict::Failed(
@@ -259,7 +278,7 @@ impl Judges<'_> {
         }
         if !token.contains('.') {
             return match group.opaque {
-                Some(provider) => self.judge(provider, token, None),
+                Some(provider) => self.judge(provider, token, None, None),
                 None => Verdict::Failed(Rejection::Malformed(MalformedToken::Structure), None),
             };
         }
@@ -277,7 +296,7 @@ impl Judges<'_> {
                 .get(*p)
                 .is_some_and(|p| Some(p.issuer.as_str()) == issuer)
         }) {
-            Some(provider) => self.judge(provider, token, Some(&parsed)),
+            Some(provider) => self.judge(provider, token, Some(&parsed), None),
             None => Verdict::Failed(Rejection::WrongIssuer, None),
         }
     }
@@ -285,8 +304,15 @@ impl Judges<'_> {
     /// One provider's verdict on one token. On an implausible clock nothing is admitted: a
     /// refusal stands (the token is bad whatever the time), an admission becomes 503. A token
     /// of an ended session is refused however it was verified (cache hits included).
-    fn judge(&mut self, index: usize, token: &str, parsed: Option<&Parsed<'_>>) -> Verdict {
-        let verdict = match self.judge_at_face_value(index, token, parsed) {
+    /// `looked_up`: the token's lookup in this provider's verified-token cache, if made.
+    fn judge(
+        &mut self,
+        index: usize,
+        token: &str,
+        parsed: Option<&Parsed<'_>>,
+        looked_up: Option<Result<Rc<Verified>, Miss>>,
+    ) -> Verdict {
+        let verdict = match self.judge_at_face_value(index, token, parsed, looked_up) {
             Verdict::Satisfied(_) if self.now < MIN_PLAUSIBLE_TIME => {
                 Verdict::Failed(Rejection::ClockUnavailable, Some(index))
             }
@@ -317,6 +343,7 @@ impl Judges<'_> {
         index: usize,
         token: &str,
         parsed: Option<&Parsed<'_>>,
+        looked_up: Option<Result<Rc<Verified>, Miss>>,
     ) -> Verdict {
         let config = self.engine_config;
         let (Some(provider), Some(catalog), Some(state)) = (
@@ -338,6 +365,7 @@ impl Judges<'_> {
                     catalog,
                     token,
                     parsed,
+                    looked_up,
                     self.now,
                     &mut self.lookups,
                 ) {

@@ -310,6 +310,8 @@ impl Engine {
 }
 
 #[cfg(test)]
+mod check_tests;
+#[cfg(test)]
 mod policy_tests;
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use crate::cache::TokenCache;
+use crate::cache::{Miss, TokenCache};
 use crate::config::{JwksSource, Mode, Provider};
 use crate::introspection::{self, CallAnswer, Judgement};
 use crate::jwks::{JwksError, KeySet, SkippedKey};
@@ -12,6 +12,7 @@ use crate::jwt::validate::{self, Parsed, Verified};
 use crate::policy::facts::FactCatalog;
 use crate::rejection::{IdpFailure, MalformedToken, Rejection};
 use crate::revocation::Revoked;
+use crate::token_source;
 
 use super::{CacheUse, InHand, IntrospectionCacheUse, IntrospectionOutcome, Lookups};
 
@@ -95,24 +96,46 @@ impl ProviderState {
 
     /// Whether a cache of this provider holds a live verdict on `token` (to choose the
     /// provider of a token without parsing it).
-    pub(super) fn knows(&mut self, token: &str, now: i64) -> bool {
+    pub(super) fn knows(&mut self, token: &[u8], now: i64) -> bool {
         self.verified.get(token, now).is_some() || self.introspected.get(token, now).is_some()
     }
 
-    /// Local validation, from the verified-token cache or in full.
+    /// The verified-token cache's entry for `token`, or the miss to insert it after.
+    pub(super) fn look_up_verified(
+        &mut self,
+        token: &[u8],
+        now: i64,
+    ) -> Result<Rc<Verified>, Miss> {
+        self.verified.lookup(token, now).map(Rc::clone)
+    }
+
+    /// Local validation, from the verified-token cache or in full. `looked_up` is this
+    /// token's lookup in that cache, when the caller made it.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "what the caller already knows of the token, each optional, passed as it is"
+    )]
     pub(super) fn validate_locally(
         &mut self,
         provider: &Provider,
         catalog: &FactCatalog,
         token: &str,
         parsed: Option<&Parsed<'_>>,
+        looked_up: Option<Result<Rc<Verified>, Miss>>,
         now: i64,
         lookups: &mut Lookups,
     ) -> Result<Rc<Verified>, Rejection> {
-        if let Some(verified) = self.verified.get(token, now) {
-            lookups.cache = CacheUse::Hit;
-            return Ok(Rc::clone(verified));
-        }
+        let looked_up = match looked_up {
+            Some(looked_up) => looked_up,
+            None => self.look_up_verified(token.as_bytes(), now),
+        };
+        let miss = match looked_up {
+            Ok(verified) => {
+                lookups.cache = CacheUse::Hit;
+                return Ok(verified);
+            }
+            Err(miss) => miss,
+        };
         if self.verified.is_enabled() {
             lookups.cache = CacheUse::Miss;
         }
@@ -128,8 +151,11 @@ impl ProviderState {
             lookups.unknown_kid = kid;
         }
         let verified = Rc::new(verified?);
+        // A cache hit skips the request's character check (token_source::check), so only
+        // tokens that pass it may be stored: a verified token does, being three base64url
+        // segments (Parsed::new decodes them) and two dots.
         self.verified
-            .insert(token, Rc::clone(&verified), verified.expires_at, now);
+            .insert_after(miss, token, Rc::clone(&verified), verified.expires_at, now);
         Ok(verified)
     }
 
@@ -154,7 +180,7 @@ impl ProviderState {
                 IntrospectionOutcome::Failed(failure) => Err(IntrospectionFailure::Idp(*failure)),
             });
         }
-        match self.introspected.get(token, now) {
+        match self.introspected.get(token.as_bytes(), now) {
             Some(Verdict::Active(verified)) => {
                 lookups.introspection = IntrospectionCacheUse::HitActive;
                 Some(Ok(Rc::clone(verified)))
@@ -182,13 +208,17 @@ impl ProviderState {
         let Some(settings) = &provider.introspection else {
             return IntrospectionOutcome::Failed(IdpFailure::BadResponse);
         };
+        // A cache hit skips the request's character check: only tokens that pass it are
+        // stored (every call is about a token that passed it; this keeps it so whatever the
+        // caller hands in).
+        let cacheable = token_source::is_b64token(token.as_bytes());
         let ttl = i64::try_from(settings.cache_ttl_seconds).unwrap_or(i64::MAX);
         let negative_ttl = i64::try_from(settings.negative_cache_ttl_seconds).unwrap_or(i64::MAX);
         match introspection::judge(provider, catalog, answer, now) {
             Err(failure) => IntrospectionOutcome::Failed(failure),
             Ok(Judgement::Active(verified)) => {
                 let verified = Rc::new(verified);
-                if ttl > 0 {
+                if ttl > 0 && cacheable {
                     let until = now.saturating_add(ttl);
                     let until = verified.expires_at.map_or(until, |exp| until.min(exp));
                     self.introspected.insert(
@@ -206,7 +236,7 @@ impl ProviderState {
                 } else {
                     ttl
                 };
-                if ttl > 0 {
+                if ttl > 0 && cacheable {
                     self.introspected.insert(
                         token,
                         Verdict::Refused(rejection.clone()),

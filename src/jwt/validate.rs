@@ -6,12 +6,7 @@
 //! computed after the signature: a 403 or a forwarded value only ever comes from an authentic
 //! token.
 
-use std::cell::OnceCell;
-
-use base64ct::{Base64UrlUnpadded, Encoding};
-use jwt_compact::{Claims, ParseError, TimeOptions, UntrustedToken, ValidationError};
-use serde::Deserialize;
-use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use jwt_compact::{Claims, TimeOptions, ValidationError};
 use serde_json::{Map, Value};
 
 use crate::algorithm::Algorithm;
@@ -20,9 +15,13 @@ use crate::jwks::{KeyLookup, KeySet};
 use crate::policy::facts::{FactCatalog, Facts};
 use crate::rejection::{MalformedToken, Rejection};
 
+pub use super::parse::Parsed;
+
 use super::claims::{
-    ClaimView, check_audience, check_issuer, check_token_type, forwarded_values, published_values,
+    ClaimPath, ClaimView, check_audience, check_issuer, check_token_type, forwarded_values,
+    published_values,
 };
+use super::raw_claims::RawClaims;
 
 /// What a verified token leaves behind: enough to admit it again from the cache, for any
 /// rule, without reading its claims again.
@@ -67,125 +66,6 @@ impl Verified {
     }
 }
 
-/// Registered header parameters (RFC 7515 §4.1, RFC 7797 §3) and the JSON type each must
-/// have when present.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HeaderParameter {
-    String,
-    Object,
-    StringArray,
-    Boolean,
-    /// `crit`: whatever it holds, it names extensions the gateway does not understand.
-    Critical,
-}
-
-/// The registered parameters, in the order of their bit in the set of names seen.
-const REGISTERED_HEADER: [(&str, HeaderParameter); 12] = [
-    ("alg", HeaderParameter::String),
-    ("kid", HeaderParameter::String),
-    ("typ", HeaderParameter::String),
-    ("cty", HeaderParameter::String),
-    ("jku", HeaderParameter::String),
-    ("x5u", HeaderParameter::String),
-    ("x5t", HeaderParameter::String),
-    ("x5t#S256", HeaderParameter::String),
-    ("jwk", HeaderParameter::Object),
-    ("x5c", HeaderParameter::StringArray),
-    ("b64", HeaderParameter::Boolean),
-    ("crit", HeaderParameter::Critical),
-];
-
-/// What the strict reading of a header found that the caller must act on.
-#[derive(Debug, Default)]
-struct HeaderFacts {
-    critical: bool,
-    b64: Option<bool>,
-}
-
-/// The JOSE header read strictly: a JSON object without duplicate names whose registered
-/// parameters have their registered types. jwt-compact reads `"kid": null` (and `typ`, `cty`,
-/// `crit`, `b64` as null) as absent and keeps the last of two equal unknown names; a value
-/// of the wrong type must be refused, not mistaken for no value (a null `kid` would select
-/// the single key of a set without one, a null `typ` pass as an access token).
-struct StrictHeader(HeaderFacts);
-
-impl<'de> Deserialize<'de> for StrictHeader {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct HeaderVisitor;
-        impl<'de> Visitor<'de> for HeaderVisitor {
-            type Value = StrictHeader;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JOSE header object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<StrictHeader, A::Error> {
-                let mut facts = HeaderFacts::default();
-                let mut registered_seen = 0u16;
-                let mut others: Vec<String> = Vec::new();
-                while let Some(name) = access.next_key::<String>()? {
-                    let Some(index) = REGISTERED_HEADER.iter().position(|(n, _)| *n == name) else {
-                        if others.contains(&name) {
-                            return Err(de::Error::custom("duplicate header parameter"));
-                        }
-                        others.push(name);
-                        access.next_value::<IgnoredAny>()?;
-                        continue;
-                    };
-                    if registered_seen & (1 << index) != 0 {
-                        return Err(de::Error::custom("duplicate header parameter"));
-                    }
-                    registered_seen |= 1 << index;
-                    match REGISTERED_HEADER[index].1 {
-                        HeaderParameter::String => {
-                            access.next_value::<JsonString>()?;
-                        }
-                        HeaderParameter::Object => {
-                            access.next_value::<Map<String, Value>>()?;
-                        }
-                        HeaderParameter::StringArray => {
-                            access.next_value::<Vec<JsonString>>()?;
-                        }
-                        HeaderParameter::Boolean => facts.b64 = Some(access.next_value::<bool>()?),
-                        HeaderParameter::Critical => {
-                            access.next_value::<IgnoredAny>()?;
-                            facts.critical = true;
-                        }
-                    }
-                }
-                Ok(StrictHeader(facts))
-            }
-        }
-        deserializer.deserialize_map(HeaderVisitor)
-    }
-}
-
-/// A JSON string, and nothing else (not null): read and dropped.
-struct JsonString;
-
-impl<'de> Deserialize<'de> for JsonString {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct StringVisitor;
-        impl Visitor<'_> for StringVisitor {
-            type Value = JsonString;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<JsonString, E> {
-                Ok(JsonString)
-            }
-        }
-        deserializer.deserialize_str(StringVisitor)
-    }
-}
-
-/// Reads the header segment (known to be canonical base64url: jwt-compact decoded it) strictly.
-fn strict_header(segment: &str) -> Result<HeaderFacts, Rejection> {
-    let json = Base64UrlUnpadded::decode_vec(segment)
-        .map_err(|_| Rejection::Malformed(MalformedToken::Base64))?;
-    serde_json::from_slice::<StrictHeader>(&json)
-        .map(|header| header.0)
-        .map_err(|_| Rejection::Malformed(MalformedToken::Header))
-}
-
 /// RFC 7519 §4.1: `iss`, `sub` and `jti` are strings, `aud` a string or an array of strings,
 /// when present (null is a value of the wrong type, not an absent claim). The time claims are
 /// numbers already: jwt-compact refuses anything else. Checked whatever the configuration asks
@@ -202,108 +82,6 @@ fn check_claim_types(claims: &Map<String, Value>) -> Result<(), Rejection> {
         None | Some(Value::String(_)) => Ok(()),
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(()),
         Some(_) => wrong_type,
-    }
-}
-
-/// The claims object; duplicate names are refused (RFC 7515 §5.2 lets parsers reject them,
-/// and "last one wins" would let two parties read different claims from one token).
-#[derive(Debug, Default, Clone)]
-pub struct ClaimSet(Map<String, Value>);
-
-impl<'de> Deserialize<'de> for ClaimSet {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ClaimSetVisitor;
-        impl<'de> Visitor<'de> for ClaimSetVisitor {
-            type Value = ClaimSet;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object of claims")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<ClaimSet, A::Error> {
-                let mut map = Map::new();
-                while let Some((name, value)) = access.next_entry::<String, Value>()? {
-                    if map.contains_key(&name) {
-                        return Err(de::Error::custom("duplicate claim"));
-                    }
-                    map.insert(name, value);
-                }
-                Ok(ClaimSet(map))
-            }
-        }
-        deserializer.deserialize_map(ClaimSetVisitor)
-    }
-}
-
-/// A token that passed the structural checks: size, three canonical base64url segments, a
-/// JOSE header without duplicate names, with registered parameters of their registered types,
-/// and without `crit` or `b64: false`. Its claims are parsed on first use and kept, so
-/// choosing a provider by the unverified `iss` and validating with it parse once.
-pub struct Parsed<'t> {
-    token: &'t str,
-    untrusted: UntrustedToken<'t>,
-    claims: OnceCell<Result<Claims<ClaimSet>, Rejection>>,
-}
-
-impl<'t> Parsed<'t> {
-    /// The structural checks, with `max_token_bytes` as the size limit.
-    pub fn new(token: &'t str, max_token_bytes: usize) -> Result<Parsed<'t>, Rejection> {
-        if token.len() > max_token_bytes {
-            return Err(Rejection::TokenTooLarge {
-                length: token.len(),
-                limit: max_token_bytes,
-            });
-        }
-        match token.bytes().filter(|b| *b == b'.').count() {
-            2 => {}
-            4 => return Err(Rejection::Malformed(MalformedToken::Encrypted)),
-            _ => return Err(Rejection::Malformed(MalformedToken::Structure)),
-        }
-        let untrusted = UntrustedToken::try_from(token).map_err(|err| {
-            Rejection::Malformed(match err {
-                ParseError::InvalidTokenStructure => MalformedToken::Structure,
-                ParseError::InvalidBase64Encoding => MalformedToken::Base64,
-                ParseError::UnsupportedContentType(_) => MalformedToken::ContentType,
-                _ => MalformedToken::Header,
-            })
-        })?;
-        let header_segment = token.split('.').next().unwrap_or_default();
-        let header = strict_header(header_segment)?;
-        if header.critical {
-            return Err(Rejection::Malformed(MalformedToken::CriticalHeader));
-        }
-        if header.b64 == Some(false) {
-            return Err(Rejection::Malformed(MalformedToken::UnencodedPayload));
-        }
-        Ok(Parsed {
-            token,
-            untrusted,
-            claims: OnceCell::new(),
-        })
-    }
-
-    /// The claims, parsed once: a JSON object without duplicate names and numeric time claims.
-    fn claims(&self) -> Result<&Claims<ClaimSet>, Rejection> {
-        self.claims
-            .get_or_init(|| {
-                self.untrusted
-                    .deserialize_claims_unchecked()
-                    .map_err(|_| Rejection::Malformed(MalformedToken::Claims))
-            })
-            .as_ref()
-            .map_err(Clone::clone)
-    }
-
-    /// The header's `kid`, if a string.
-    pub fn key_id(&self) -> Option<&str> {
-        self.untrusted.header().key_id.as_deref()
-    }
-
-    /// The unverified `iss`, only to choose the provider that judges the token.
-    pub fn unverified_issuer(&self) -> Result<Option<&str>, Rejection> {
-        match self.claims()?.custom.0.get("iss") {
-            None => Ok(None),
-            Some(Value::String(iss)) => Ok(Some(iss)),
-            Some(_) => Err(Rejection::Malformed(MalformedToken::ClaimType)),
-        }
     }
 }
 
@@ -334,18 +112,17 @@ pub fn verify(
             limit: provider.max_token_bytes,
         });
     }
-    let untrusted = &parsed.untrusted;
-    let header = untrusted.header();
-    let algorithm = Algorithm::from_jws_name(untrusted.algorithm())
+    let header = &parsed.header;
+    let algorithm = Algorithm::from_jws_name(&header.alg)
         .filter(|alg| provider.algorithms.contains(*alg))
         .ok_or(Rejection::DisallowedAlgorithm)?;
-    let header_type = header.token_type.as_deref();
+    let header_type = header.typ.as_deref();
     if !is_access_token_header_type(header_type) {
         return Err(Rejection::WrongTokenType);
     }
 
-    let claims = parsed.claims()?;
-    let custom = &claims.custom.0;
+    let claims = parsed.claims(&|name| is_read(provider, catalog, name))?;
+    let custom = &claims.claims;
 
     check_claim_types(custom)?;
     check_issuer(provider, custom.get("iss"))?;
@@ -356,28 +133,23 @@ pub fn verify(
     if keys.is_empty() {
         return Err(Rejection::KeysUnavailable);
     }
-    let entry = match keys.lookup(header.key_id.as_deref(), algorithm) {
+    let entry = match keys.lookup(header.kid.as_deref(), algorithm) {
         KeyLookup::Found(entry) => entry,
         KeyLookup::Unknown => return Err(Rejection::UnknownKey),
         KeyLookup::AlgorithmNotAllowed => return Err(Rejection::DisallowedAlgorithm),
     };
-    let signed_data = parsed
-        .token
-        .rsplit_once('.')
-        .map(|(signed, _)| signed.as_bytes())
-        .ok_or(Rejection::Malformed(MalformedToken::Structure))?;
     if !entry
         .key
-        .verify(algorithm, signed_data, untrusted.signature_bytes())
+        .verify(algorithm, parsed.signed.as_bytes(), &parsed.signature)
     {
         return Err(Rejection::BadSignature);
     }
 
     let view = ClaimView {
         claims: custom,
-        exp: claims.expiration.map(|t| t.timestamp()),
-        nbf: claims.not_before.map(|t| t.timestamp()),
-        iat: claims.issued_at.map(|t| t.timestamp()),
+        exp: claims.exp,
+        nbf: claims.nbf,
+        iat: claims.iat,
     };
     Verified::from_claims(provider, catalog, &view)
 }
@@ -417,7 +189,33 @@ fn check_payload_type(
     }
 }
 
-fn check_times(config: &Provider, claims: &Claims<ClaimSet>, now: i64) -> Result<(), Rejection> {
+/// The claims something reads: the checks here, [`Verified::from_claims`] (`sub`, `sid`, the
+/// forwarded and published claims), the provider's scopes and claim conditions. The others
+/// are never built.
+fn is_read(provider: &Provider, catalog: &FactCatalog, name: &str) -> bool {
+    const CHECKED: [&str; 8] = ["iss", "sub", "jti", "aud", "typ", "sid", "scope", "scp"];
+    let first = |path: &ClaimPath| path.segments().first().is_some_and(|first| first == name);
+    CHECKED.contains(&name)
+        || provider
+            .forward
+            .claims_to_headers
+            .iter()
+            .any(|rule| first(&rule.claim))
+        || provider
+            .forward
+            .published_claims
+            .iter()
+            .any(|published| first(&published.claim))
+        || catalog.condition_claims().any(|claim| claim == name)
+}
+
+fn check_times(config: &Provider, claims: &RawClaims, now: i64) -> Result<(), Rejection> {
+    let time = |seconds: Option<i64>| seconds.and_then(|s| chrono::DateTime::from_timestamp(s, 0));
+    let mut claims_times = Claims::empty();
+    claims_times.expiration = time(claims.exp);
+    claims_times.not_before = time(claims.nbf);
+    claims_times.issued_at = time(claims.iat);
+    let claims = &claims_times;
     let now = chrono::DateTime::from_timestamp(now, 0).unwrap_or_default();
     let skew = i64::try_from(config.clock_skew_seconds).unwrap_or(i64::MAX);
     let options = TimeOptions::new(chrono::Duration::seconds(skew), move || now);

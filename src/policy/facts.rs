@@ -68,6 +68,13 @@ impl FactCatalog {
         Some(demand)
     }
 
+    /// The top-level claims the conditions read.
+    pub fn condition_claims(&self) -> impl Iterator<Item = &str> {
+        self.conditions
+            .iter()
+            .filter_map(|condition| condition.claim.segments().first().map(String::as_str))
+    }
+
     /// Whether no rule asks anything of this provider.
     pub fn is_empty(&self) -> bool {
         self.scopes.is_empty() && self.conditions.is_empty()
