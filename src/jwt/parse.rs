@@ -57,8 +57,9 @@ const REGISTERED: [&str; 12] = [
 /// The first this many of [`REGISTERED`] are the ones jwt-compact's `Header` reads.
 const JWT_COMPACT_READS: usize = 8;
 
-/// A parameter name, borrowed from the header when it has no escapes.
-struct Name<'de>(std::borrow::Cow<'de, str>);
+/// A member name of a JSON object (a header parameter, a claim), borrowed from the decoded
+/// segment when it has no escapes.
+pub(super) struct Name<'de>(pub(super) std::borrow::Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for Name<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -66,7 +67,7 @@ impl<'de> Deserialize<'de> for Name<'de> {
         impl<'de> Visitor<'de> for NameVisitor {
             type Value = Name<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a parameter name")
+                f.write_str("a member name")
             }
             fn visit_borrowed_str<E: de::Error>(self, name: &'de str) -> Result<Name<'de>, E> {
                 Ok(Name(std::borrow::Cow::Borrowed(name)))

@@ -19,6 +19,8 @@ use serde_json::{Map, Value};
 
 use crate::rejection::{MalformedToken, Rejection};
 
+use super::parse::Name;
+
 /// The claims of one payload (see the module documentation).
 #[derive(Default)]
 pub struct RawClaims {
@@ -52,28 +54,6 @@ impl RawClaims {
 
 struct ClaimsVisitor<'w> {
     wanted: &'w dyn Fn(&str) -> bool,
-}
-
-/// A claim's name as the payload has it: borrowed when it has no escapes.
-struct Name<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Name<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct NameVisitor;
-        impl<'de> Visitor<'de> for NameVisitor {
-            type Value = Name<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a claim name")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, name: &'de str) -> Result<Name<'de>, E> {
-                Ok(Name(Cow::Borrowed(name)))
-            }
-            fn visit_str<E: de::Error>(self, name: &str) -> Result<Name<'de>, E> {
-                Ok(Name(Cow::Owned(name.to_owned())))
-            }
-        }
-        deserializer.deserialize_str(NameVisitor)
-    }
 }
 
 /// A JSON value read as building it would read it, and dropped. Not `IgnoredAny`: serde_json
