@@ -62,6 +62,9 @@
 //! headers cost host calls that are work asked for, not the cache's cost), so `jwt-repeated-bare`
 //! minus `passthrough` is the cached-token decision itself: read the token header, look it up,
 //! admit.
+//! `jwt-unique-sub` forwards only `sub`, as the `native-jwt` gateway does: against
+//! `native-jwt-unique`, the same work on the same tokens (the `jwt` gateway's three more
+//! claim headers are host calls `jwt_authn` is not asked to make).
 //!
 //! Columns: requests made in the window (started in it and answered), req/s, Envoy CPU µs per
 //! request (Envoy's CPU rate over the request rate, so a sampler woken late on a busy machine

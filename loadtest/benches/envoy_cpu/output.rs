@@ -120,6 +120,11 @@ pub(crate) fn print_differences(results: &[ScenarioResult]) {
             "tokengate vs jwt_authn, unique tokens",
         ),
         (
+            "jwt-unique-sub",
+            "native-jwt-unique",
+            "tokengate vs jwt_authn, unique tokens, both forwarding only sub",
+        ),
+        (
             "jwt-repeated",
             "native-jwt-repeated",
             "tokengate vs jwt_authn, cached token",

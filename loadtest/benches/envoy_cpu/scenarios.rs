@@ -205,6 +205,11 @@ impl Scenario {
 /// `jwt-repeated-bare`'s patch: no claim forwarded as a header.
 const NO_FORWARDING: &str = r#"{"forward": {"claims_to_headers": []}}"#;
 
+/// `jwt-unique-sub`'s patch: forward only `sub`, as the `native-jwt` gateway does
+/// (`claim_to_headers` of `envoy/native-jwt.yaml`), so the two do the same work per token.
+const FORWARD_SUB_ONLY: &str =
+    r#"{"forward": {"claims_to_headers": [{"claim": "sub", "header": "x-jwt-sub"}]}}"#;
+
 const ES256: Tokens = Tokens::UniqueWith(Algorithm::Es256);
 const EDDSA: Tokens = Tokens::UniqueWith(Algorithm::EdDsa);
 const PORTABLE: Wasm = Wasm::TokengatePortable;
@@ -220,6 +225,7 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
     scenario("jwt-repeated",        "jwt",        Tokens::Repeated),
     scenario("jwt-repeated-bare",   "jwt",        Tokens::Repeated).patch(NO_FORWARDING),
     scenario("jwt-unique",          "jwt",        Tokens::Unique),
+    scenario("jwt-unique-sub",      "jwt",        Tokens::Unique).patch(FORWARD_SUB_ONLY),
     scenario("jwt-tampered",        "jwt",        Tokens::Tampered).expect(401),
     scenario("native-jwt-es256",    "native-jwt", ES256),
     scenario("jwt-es256",           "jwt",        ES256).patch(CURVE_ALGORITHMS),
