@@ -5,17 +5,12 @@
 use serde_json::{Value, json};
 
 use super::fake::FakeHost;
+use super::test_support::{ISSUER, NOW};
 use super::*;
 use crate::algorithm::Algorithm;
 use crate::engine::Request;
 use crate::revocation::logout_token::LOGOUT_EVENT;
 use crate::testkit::{TestKey, TokenSpec, jwks};
-
-const ISSUER: &str = "http://idp/realms/r";
-const NOW: Now = Now {
-    seconds: 1_750_000_000,
-    millis: 1_750_000_000_000,
-};
 
 fn later(seconds: i64) -> Now {
     Now {
