@@ -7,7 +7,7 @@
 //! threads have finished.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::{Arc, mpsc};
@@ -30,8 +30,7 @@ use super::config::{DriverConfig, Load, OpenLoop, share};
 use super::pacer::{Pacer, minimise_timer_slack, raise_priority};
 use super::request::{Classifier, Outcome, RequestSource};
 use super::result::{
-    ErrorCounts, ErrorKind, Histograms, LatencySummary, Mode, RunResult, SAMPLE_LIMIT,
-    UnexpectedSample,
+    ErrorCounts, ErrorKind, Histograms, Mode, RunResult, SAMPLE_LIMIT, UnexpectedSample,
 };
 use super::wire::{CountingStream, WireCounters};
 
@@ -625,33 +624,15 @@ fn assemble(plan: &Plan, outputs: Vec<ThreadOutput>, elapsed: Duration) -> Resul
     let mut statuses = vec![0u64; STATUS_SLOTS];
     let mut result_samples = Vec::new();
     let mut result = RunResult {
-        label: config.label.clone(),
-        mode,
-        target_rate,
-        threads: config.threads,
-        connections,
-        scheduled: 0,
-        sent: 0,
-        completed: 0,
-        dropped: 0,
-        errors: ErrorCounts::default(),
-        status_counts: BTreeMap::new(),
-        expected: 0,
-        unexpected: 0,
-        unexpected_samples: Vec::new(),
-        latency_corrected: LatencySummary::default(),
-        latency_uncorrected: LatencySummary::default(),
-        schedule_lag: LatencySummary::default(),
-        bytes_sent: 0,
-        bytes_received: 0,
-        sent_kib_per_sec: 0.0,
-        received_kib_per_sec: 0.0,
-        connections_opened: 0,
         window_secs: config.duration.as_secs_f64(),
-        achieved_rate: 0.0,
         elapsed_secs: elapsed.as_secs_f64(),
-        driver_cpu_secs: 0.0,
-        histograms: Histograms::new()?,
+        ..RunResult::empty(
+            config.label.clone(),
+            mode,
+            target_rate,
+            config.threads,
+            connections,
+        )?
     };
     for output in outputs {
         let stats = output.stats;
