@@ -17,6 +17,7 @@ pub mod tokens;
 pub mod validity;
 pub mod verdicts;
 
+use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
@@ -180,7 +181,8 @@ pub fn run(config: &MatrixConfig) -> Result<Report> {
             "{total} cells: {:.0} s of scheduled load, plus each cell's set-up",
             config.scheduled_secs()
         );
-        let noise = machine_noise(config)?;
+        let idle_pacing = |rate| driver::idle_pacing(rate, NOISE_PROBE, driver::DEFAULT_SPIN);
+        let noise = machine_noise(config, idle_pacing, &mut std::io::stderr())?;
         let progress = progress_bar(config.progress, total as u64);
         let mut cells = Vec::with_capacity(total);
         let mut logout_times = Vec::new();
@@ -280,15 +282,22 @@ pub(crate) fn request_headers(
 /// How long the idle pacing probe paces: 1 000 wake-ups at 1 000 req/s.
 const NOISE_PROBE: Duration = Duration::from_secs(1);
 
-/// This machine's own scheduling noise with the stack up and idle: the driver's pacing at the
-/// run's highest rate with nothing to send.
-fn machine_noise(config: &MatrixConfig) -> Result<Option<driver::LatencySummary>> {
+/// This machine's own scheduling noise with the stack up and idle: `probe` (the driver's pacing
+/// with nothing to send) at the run's highest rate. Only says on `log` that it measures: the
+/// figures are printed once, in the terminal summary (and kept in the reports).
+fn machine_noise(
+    config: &MatrixConfig,
+    probe: impl FnOnce(f64) -> Result<driver::LatencySummary>,
+    log: &mut impl Write,
+) -> Result<Option<driver::LatencySummary>> {
     let Some(rate) = config.all_rates().last().copied() else {
         return Ok(None);
     };
-    let noise = driver::idle_pacing(rate, NOISE_PROBE, driver::DEFAULT_SPIN)?;
-    eprintln!("{}", report::noise_line(&noise));
-    Ok(Some(noise))
+    let _ = writeln!(
+        log,
+        "measuring this machine's own scheduling noise (an idle pacing probe at {rate} req/s) ..."
+    );
+    probe(rate).map(Some)
 }
 
 fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
@@ -403,4 +412,31 @@ fn run_gateway_cell(
         None,
     );
     Ok((cell, times))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    /// What a run prints about the machine's noise, from the probe to the terminal summary,
+    /// names its figures once.
+    #[test]
+    fn the_noise_line_is_printed_once() {
+        let config = MatrixConfig::for_profile(Profile::Quick, PathBuf::from("out"));
+        let measured = driver::LatencySummary {
+            p50_us: 7,
+            p99_us: 42,
+            max_us: 90,
+            ..Default::default()
+        };
+        let mut log = Vec::new();
+        let noise = machine_noise(&config, |_| Ok(measured), &mut log).unwrap();
+        let mut report = Report::new(Settings::from_config(&config, &config.gateways), Vec::new());
+        report.machine_noise = noise;
+        let printed = String::from_utf8(log).unwrap() + &report.terminal_summary(Path::new("out"));
+        let line = report::noise_line(&measured);
+        assert_eq!(printed.matches(&line).count(), 1, "{printed}");
+    }
 }
