@@ -7,23 +7,10 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::fake::FakeHost;
+use super::test_support::{ISSUER, NOW, request};
 use super::*;
 use crate::algorithm::Algorithm;
 use crate::testkit::{TestKey, TokenSpec, jwks};
-
-const ISSUER: &str = "http://idp/realms/r";
-const NOW: Now = Now {
-    seconds: 1_750_000_000,
-    millis: 1_750_000_000_000,
-};
-
-fn request(context_id: u32, token: &str) -> Waiter {
-    let headers = vec![(
-        "authorization".to_owned(),
-        format!("Bearer {token}").into_bytes(),
-    )];
-    Waiter::new(context_id, crate::engine::Request::with_headers(headers))
-}
 
 fn token(jti: &str) -> String {
     TokenSpec::access_token(Algorithm::Rs256, "k1", ISSUER, "api", NOW.seconds)

@@ -524,4 +524,6 @@ mod host_calls_tests;
 #[cfg(test)]
 mod logout_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

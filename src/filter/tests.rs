@@ -4,15 +4,11 @@
 use serde_json::{Value, json};
 
 use super::fake::{FakeHost, RequestEffect};
+use super::test_support::{ISSUER, NOW, request};
 use super::*;
 use crate::algorithm::Algorithm;
 use crate::testkit::{TestKey, TokenSpec, jwks};
 
-const ISSUER: &str = "http://idp/realms/r";
-const NOW: Now = Now {
-    seconds: 1_750_000_000,
-    millis: 1_750_000_000_000,
-};
 const QUEUE: u32 = 7;
 
 fn later(now: Now, millis: u64) -> Now {
@@ -58,14 +54,6 @@ fn key_set(kids: &[&str]) -> Vec<u8> {
 fn token(kid: &str) -> String {
     TokenSpec::access_token(Algorithm::Rs256, kid, ISSUER, "api", NOW.seconds)
         .sign(TestKey::rsa_a())
-}
-
-fn request(context_id: u32, token: &str) -> Waiter {
-    let headers = vec![(
-        "authorization".to_owned(),
-        format!("Bearer {token}").into_bytes(),
-    )];
-    Waiter::new(context_id, crate::engine::Request::with_headers(headers))
 }
 
 fn ok(body: Vec<u8>) -> CallResponse {

@@ -267,6 +267,46 @@ impl RunResult {
         Ok(())
     }
 
+    /// A result with nothing counted yet: what a run's figures are added to, and the base of
+    /// `synthetic`, so that a new field gets its zero in one place.
+    pub(crate) fn empty(
+        label: String,
+        mode: Mode,
+        target_rate: Option<f64>,
+        threads: usize,
+        connections: usize,
+    ) -> Result<RunResult> {
+        Ok(RunResult {
+            label,
+            mode,
+            target_rate,
+            threads,
+            connections,
+            scheduled: 0,
+            sent: 0,
+            completed: 0,
+            dropped: 0,
+            errors: ErrorCounts::default(),
+            status_counts: BTreeMap::new(),
+            expected: 0,
+            unexpected: 0,
+            unexpected_samples: Vec::new(),
+            latency_corrected: LatencySummary::default(),
+            latency_uncorrected: LatencySummary::default(),
+            schedule_lag: LatencySummary::default(),
+            bytes_sent: 0,
+            bytes_received: 0,
+            sent_kib_per_sec: 0.0,
+            received_kib_per_sec: 0.0,
+            connections_opened: 0,
+            window_secs: 0.0,
+            achieved_rate: 0.0,
+            elapsed_secs: 0.0,
+            driver_cpu_secs: 0.0,
+            histograms: Histograms::new()?,
+        })
+    }
+
     /// A one-second open-loop window made of given figures rather than a run: `statuses`
     /// answers, `expected` of them as expected, each taking `service_us` and sent `lag_us`
     /// late. For tests of what consumes results (validity rules, verdicts, reports), so that
@@ -286,33 +326,18 @@ impl RunResult {
             histograms.lag.saturating_record(lag_us);
         }
         let mut result = RunResult {
-            label: "synthetic".into(),
-            mode: Mode::OpenLoop,
-            target_rate: Some(target_rate),
-            threads: 1,
-            connections: 8,
             scheduled: completed,
             sent: completed,
             completed,
-            dropped: 0,
-            errors: ErrorCounts::default(),
             status_counts: statuses.iter().copied().collect(),
             expected,
             unexpected: completed.saturating_sub(expected),
-            unexpected_samples: Vec::new(),
-            latency_corrected: LatencySummary::default(),
-            latency_uncorrected: LatencySummary::default(),
-            schedule_lag: LatencySummary::default(),
-            bytes_sent: 0,
-            bytes_received: 0,
-            sent_kib_per_sec: 0.0,
-            received_kib_per_sec: 0.0,
             connections_opened: 1,
             window_secs: 1.0,
-            achieved_rate: 0.0,
             elapsed_secs: 1.0,
             driver_cpu_secs: 0.1,
             histograms,
+            ..RunResult::empty("synthetic".into(), Mode::OpenLoop, Some(target_rate), 1, 8)?
         };
         result.refresh_derived();
         Ok(result)

@@ -236,13 +236,6 @@ impl Report {
 
     pub fn markdown(&self) -> String {
         let mut out = String::from("# tokengate load test report\n\n");
-        let rates = |rates: &[f64]| {
-            rates
-                .iter()
-                .map(|r| r.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let _ = writeln!(
             out,
             "Profile `{}`. Gateways: {}. Rates: {} req/s (API scenarios), {} req/s (policy \
@@ -251,9 +244,9 @@ impl Report {
              due time).\n",
             self.settings.profile.name(),
             self.settings.gateways.join(", "),
-            rates(&self.settings.rates),
-            rates(&self.settings.policy_rates),
-            rates(&self.settings.idp_rates),
+            rate_list(&self.settings.rates),
+            rate_list(&self.settings.policy_rates),
+            rate_list(&self.settings.idp_rates),
             self.settings.duration_secs,
             self.settings.warmup_secs
         );
@@ -498,6 +491,15 @@ pub(crate) const VERDICT_HEADER: [&str; 8] = [
 ];
 
 /// What the idle pacing probe measured, in one sentence.
+/// Rates as the reports list them: "100, 500, 1000".
+pub(crate) fn rate_list(rates: &[f64]) -> String {
+    rates
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) fn noise_line(noise: &LatencySummary) -> String {
     format!(
         "This machine's own scheduling noise (an idle driver thread pacing before the run): \

@@ -7,36 +7,34 @@
 //! threads have finished.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HOST, HeaderName, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{HOST, HeaderName, HeaderValue};
 use hyper::http::uri::{Parts, PathAndQuery};
 use hyper::{Request, Uri};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
-use tokio::task::{AbortHandle, LocalSet};
+use tokio::task::LocalSet;
 
 use super::clock::{duration_ns, now_ns, ns_to_us, thread_cpu_ns, tokio_instant};
 use super::config::{DriverConfig, Load, OpenLoop, share};
 use super::pacer::{Pacer, minimise_timer_slack, raise_priority};
 use super::request::{Classifier, Outcome, RequestSource};
 use super::result::{
-    ErrorCounts, ErrorKind, Histograms, LatencySummary, Mode, RunResult, SAMPLE_LIMIT,
-    UnexpectedSample,
+    ErrorCounts, ErrorKind, Histograms, Mode, RunResult, SAMPLE_LIMIT, UnexpectedSample,
 };
-use super::wire::{CountingStream, WireCounters};
+use super::wire::WireCounters;
 
+mod exchange;
 mod schedule;
 
+use exchange::{Answer, Conn, connect, exchange};
 use schedule::{closed_worker, drain, open_schedule, preconnect};
 
 /// The request-id header the engine sets on every request.
@@ -229,24 +227,6 @@ struct Job {
     measured: bool,
 }
 
-/// A keep-alive HTTP/1.1 connection. Dropping it closes it.
-struct Conn {
-    sender: SendRequest<Full<Bytes>>,
-    driver: AbortHandle,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
-}
-
-struct Answer {
-    status: u16,
-    outcome: Outcome,
-    www_authenticate: Option<String>,
-}
-
 struct DriverThread {
     plan: Arc<Plan>,
     k: usize,
@@ -408,7 +388,7 @@ impl State {
     /// An idle connection that is still open, discarding closed ones.
     fn take_idle(&mut self) -> Option<Conn> {
         while let Some(conn) = self.idle.pop_front() {
-            if conn.sender.is_closed() {
+            if conn.is_closed() {
                 self.slots = self.slots.saturating_sub(1);
                 continue;
             }
@@ -514,107 +494,6 @@ fn to_origin_form(request: &mut Request<Full<Bytes>>) {
     }
 }
 
-fn classify_hyper_error(e: &hyper::Error) -> ErrorKind {
-    if e.is_timeout() {
-        ErrorKind::Timeout
-    } else if e.is_parse() || e.is_parse_status() || e.is_user() {
-        ErrorKind::Protocol
-    } else if e.is_canceled() || e.is_closed() || e.is_incomplete_message() {
-        ErrorKind::Closed
-    } else {
-        ErrorKind::Io
-    }
-}
-
-async fn connect(thread: &DriverThread) -> Result<Conn, ErrorKind> {
-    let stream = TcpStream::connect(thread.plan.config.addr)
-        .await
-        .map_err(|_| ErrorKind::Connect)?;
-    // Requests are small and latency-bound: never wait for Nagle.
-    let _ = stream.set_nodelay(true);
-    let io = TokioIo::new(CountingStream::new(stream, Rc::clone(&thread.wire)));
-    let (sender, connection) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|_| ErrorKind::Connect)?;
-    let driver = tokio::task::spawn_local(async move {
-        // Ends when the peer closes or the Conn is dropped (aborted); the
-        // request in flight sees any error.
-        let _ = connection.await;
-    })
-    .abort_handle();
-    thread.state.borrow_mut().stats.connections_opened += 1;
-    Ok(Conn { sender, driver })
-}
-
-/// Sends one request (opening a connection if `conn` is None) and reads the
-/// whole response. Returns the connection if it can be reused, the time the
-/// exchange ended, and the answer or failure.
-async fn exchange(
-    thread: &DriverThread,
-    conn: Option<Conn>,
-    job: &Job,
-    sent_at: u64,
-) -> (Option<Conn>, u64, Result<Answer, ErrorKind>) {
-    let request = thread.build_request(job.index);
-    let index = job.index;
-    let attempt = async move {
-        let mut conn = match conn {
-            Some(conn) => conn,
-            None => connect(thread).await?,
-        };
-        if conn.sender.ready().await.is_err() {
-            // The connection closed while idle (the peer ended keep-alive):
-            // nothing was sent on it, so open another within the budget.
-            conn = connect(thread).await?;
-            conn.sender
-                .ready()
-                .await
-                .map_err(|e| classify_hyper_error(&e))?;
-        }
-        let response = conn
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|e| classify_hyper_error(&e))?;
-        let (parts, mut body) = response.into_parts();
-        let status = parts.status.as_u16();
-        let outcome = thread
-            .plan
-            .classifier
-            .classify_request(index, status, &parts.headers);
-        let www_authenticate = if outcome == Outcome::Unexpected
-            && thread.state.borrow().stats.samples.len() < SAMPLE_LIMIT
-        {
-            parts
-                .headers
-                .get(WWW_AUTHENTICATE)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        } else {
-            None
-        };
-        // Read (and discard) the body: the response ends at its last byte.
-        while let Some(frame) = body.frame().await {
-            frame.map_err(|e| classify_hyper_error(&e))?;
-        }
-        Ok::<_, ErrorKind>((
-            conn,
-            Answer {
-                status,
-                outcome,
-                www_authenticate,
-            },
-        ))
-    };
-    let result = tokio::time::timeout_at(tokio_instant(thread.deadline(sent_at)), attempt).await;
-    let done = now_ns();
-    match result {
-        Ok(Ok((conn, answer))) => (Some(conn), done, Ok(answer)),
-        // A failed or timed-out connection is dropped, which closes it.
-        Ok(Err(kind)) => (None, done, Err(kind)),
-        Err(_elapsed) => (None, done, Err(ErrorKind::Timeout)),
-    }
-}
-
 fn assemble(plan: &Plan, outputs: Vec<ThreadOutput>, elapsed: Duration) -> Result<RunResult> {
     let config = &plan.config;
     let (mode, target_rate, connections) = match &config.load {
@@ -625,33 +504,15 @@ fn assemble(plan: &Plan, outputs: Vec<ThreadOutput>, elapsed: Duration) -> Resul
     let mut statuses = vec![0u64; STATUS_SLOTS];
     let mut result_samples = Vec::new();
     let mut result = RunResult {
-        label: config.label.clone(),
-        mode,
-        target_rate,
-        threads: config.threads,
-        connections,
-        scheduled: 0,
-        sent: 0,
-        completed: 0,
-        dropped: 0,
-        errors: ErrorCounts::default(),
-        status_counts: BTreeMap::new(),
-        expected: 0,
-        unexpected: 0,
-        unexpected_samples: Vec::new(),
-        latency_corrected: LatencySummary::default(),
-        latency_uncorrected: LatencySummary::default(),
-        schedule_lag: LatencySummary::default(),
-        bytes_sent: 0,
-        bytes_received: 0,
-        sent_kib_per_sec: 0.0,
-        received_kib_per_sec: 0.0,
-        connections_opened: 0,
         window_secs: config.duration.as_secs_f64(),
-        achieved_rate: 0.0,
         elapsed_secs: elapsed.as_secs_f64(),
-        driver_cpu_secs: 0.0,
-        histograms: Histograms::new()?,
+        ..RunResult::empty(
+            config.label.clone(),
+            mode,
+            target_rate,
+            config.threads,
+            connections,
+        )?
     };
     for output in outputs {
         let stats = output.stats;

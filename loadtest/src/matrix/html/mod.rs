@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::matrix::report::{Cell, Health, PERFORMANCE_HEADER, Report, VERDICT_HEADER, VerdictRow};
+use crate::matrix::report::{
+    Cell, Health, PERFORMANCE_HEADER, Report, VERDICT_HEADER, VerdictRow, rate_list,
+};
 
 pub mod browser;
 mod cost;
@@ -126,22 +128,15 @@ fn how(out: &mut String, report: &Report) {
     let s = &report.settings;
     let summary = &report.summary;
     out.push_str("<section id=\"how\"><h2>How the run was made</h2>\n<ul>\n");
-    let rates = |rates: &[f64]| {
-        rates
-            .iter()
-            .map(|r| r.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let lines = [
         format!("Tool: {}; profile {}.", report.tool, s.profile.name()),
         versions(s.target.is_some()),
         format!("Gateways: {}.", s.gateways.join(", ")),
         format!(
             "Rates: {} req/s (API scenarios), {} req/s (policy scenarios), {} req/s (at Keycloak).",
-            rates(&s.rates),
-            rates(&s.policy_rates),
-            rates(&s.idp_rates)
+            rate_list(&s.rates),
+            rate_list(&s.policy_rates),
+            rate_list(&s.idp_rates)
         ),
         format!(
             "Cells: {} s measured after {} s warm-up, open loop; {} distinct tokens per kind; \
