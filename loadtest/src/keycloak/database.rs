@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::distribution::{BUILD_OPTIONS, cache_dir};
+use super::launch::{Launch, make_home};
 use super::realm::{ADMIN_PASSWORD, ADMIN_USERNAME, realm_files};
-use super::server::{Launch, make_home};
 use super::{VERSION, short_hash};
 use crate::flock::FileLock;
 

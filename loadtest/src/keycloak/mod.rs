@@ -8,6 +8,7 @@
 //!   skips schema creation and import;
 //! - [`server`]: one instance ([`Keycloak`]) on free ports, its own home and database,
 //!   start, stop, restart; readiness is awaited as long as it makes progress (`readiness`);
+//!   one process's ports, home and command line are `launch`;
 //! - [`client`]: a realm's OAuth endpoints ([`KeycloakClient`]), [`admin`]: the admin API
 //!   ([`AdminClient`]);
 //! - [`realm`]: the realm files and the facts about them tests rely on.
@@ -53,6 +54,7 @@ pub mod client;
 pub mod database;
 pub mod distribution;
 mod java;
+mod launch;
 mod readiness;
 pub mod realm;
 pub mod server;
