@@ -14,6 +14,7 @@
 //! can re-enter the module (local replies, resuming a request).
 
 mod abi;
+mod map_encoding;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
