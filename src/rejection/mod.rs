@@ -473,5 +473,4 @@ fn json_body(error: &str, description: &str) -> String {
 }
 
 #[cfg(test)]
-#[path = "rejection_tests.rs"]
 mod tests;
