@@ -50,6 +50,23 @@ fn forged_logout_tokens_get_400_and_revoke_nothing() {
             "The logout token is malformed",
         ),
         (
+            "crit, even null (RFC 7515 §4.1.11: an array of names when present)",
+            valid().header("crit", Value::Null).sign(TestKey::rsa_a()),
+            "The logout token is malformed",
+        ),
+        (
+            "crit naming an extension",
+            valid()
+                .header("crit", json!(["exp"]))
+                .sign(TestKey::rsa_a()),
+            "The logout token is malformed",
+        ),
+        (
+            "b64 null",
+            valid().header("b64", Value::Null).sign(TestKey::rsa_a()),
+            "The logout token is malformed",
+        ),
+        (
             "a nonce",
             valid().claim("nonce", "n-0S6").sign(TestKey::rsa_a()),
             "The logout token carries a nonce",

@@ -141,11 +141,25 @@ impl LogoutError {
     }
 }
 
-/// Header fields jwt-compact does not model but the validator must see.
+/// Header fields jwt-compact does not model but the validator must see. Presence is what
+/// counts: `Option` alone would read `"crit": null` or `"b64": null` as absent, and let the
+/// token through (found by the `logout` fuzz target).
 #[derive(Debug, Clone, Deserialize)]
 struct Extensions {
-    crit: Option<IgnoredAny>,
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+    #[serde(default, deserialize_with = "any_value")]
     b64: Option<Value>,
+}
+
+/// True for a member that is there, whatever its value (null included).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(deserializer).map(|_| true)
+}
+
+/// A member's value, null included (`Some(Value::Null)`).
+fn any_value<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 /// Validates `token` as a logout token of `provider` at `now` (Unix seconds). The replay check
@@ -166,7 +180,7 @@ pub fn validate(
     })?;
     let header = untrusted.header();
     let extensions = &header.other_fields;
-    if extensions.crit.is_some()
+    if extensions.crit
         || extensions
             .b64
             .as_ref()
