@@ -210,7 +210,17 @@ fn main() -> std::io::Result<()> {
         write(&root, "logout", &format!("token-{at}"), &[0, at])?;
     }
     write(&root, "logout", "form-escaped", &[0, 0, 0, 0, 0, 0, 1, 1])?;
-    write(&root, "logout", "body-two", b"\x01logout_token=a.b.c&logout_token=a.b.c")?;
-    write(&root, "logout", "body-escape", b"\x01state=1&logout%5Ftoken=e30.e30.%2B")?;
+    write(
+        &root,
+        "logout",
+        "body-two",
+        b"\x01logout_token=a.b.c&logout_token=a.b.c",
+    )?;
+    write(
+        &root,
+        "logout",
+        "body-escape",
+        b"\x01state=1&logout%5Ftoken=e30.e30.%2B",
+    )?;
     Ok(())
 }

@@ -423,9 +423,12 @@ impl Run {
 
     fn tick(&mut self, side: usize) {
         let now = now(self.now_ms);
-        let Side { host, worker, .. } = &mut self.sides[side];
-        worker.on_tick(host, now);
+        let resumptions = {
+            let Side { host, worker, .. } = &mut self.sides[side];
+            worker.on_tick(host, now)
+        };
         self.trace.push(format!("tick {side} at {}", self.now_ms));
+        self.resumed(side, resumptions);
         self.collect_calls();
     }
 

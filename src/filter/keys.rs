@@ -210,6 +210,21 @@ impl RemoteKeys {
         }
     }
 
+    /// Whether some worker's fetch of these keys is on its way (the shared fetch state).
+    pub fn fetch_in_flight(&self, host: &impl Host, now: Now) -> bool {
+        host.shared_get(&self.state_key)
+            .ok()
+            .and_then(|(bytes, _)| bytes)
+            .as_deref()
+            .and_then(FetchState::decode)
+            .is_some_and(|state| self.schedule.fetch_in_flight(&state, now.millis))
+    }
+
+    /// How long a fetch can take before it counts as lost (the call's timeout, and a margin).
+    pub fn fetch_deadline_ms(&self) -> u64 {
+        self.timeout_ms + 1_000
+    }
+
     /// Read-modify-write of the shared fetch state with compare-and-swap. `change` returns
     /// false to leave the state alone; the result is the state written, if any.
     fn update_state(

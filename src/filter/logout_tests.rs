@@ -355,3 +355,6 @@ fn accepted_logouts_are_relayed_to_peers_once() {
 
 #[path = "logout_refusal_tests.rs"]
 mod refusals;
+
+#[path = "logout_key_wait_tests.rs"]
+mod key_wait;

@@ -16,6 +16,8 @@ pub mod calls;
 pub mod fake;
 pub mod host;
 mod keys;
+mod logout_wait;
+mod relay;
 mod revocations;
 
 use std::rc::Rc;
@@ -97,6 +99,8 @@ pub struct Worker {
     /// Logout requests given up while waiting (bounded): their body, if it still comes, is
     /// refused rather than passed on.
     abandoned_logouts: std::collections::VecDeque<u32>,
+    /// Whole logout bodies waiting for a fetch of their provider's keys (bounded).
+    key_waiting_logouts: Vec<logout_wait::KeyWaitingLogout>,
 }
 
 impl Worker {
@@ -157,6 +161,7 @@ impl Worker {
             logout_paths,
             pending_logouts: std::collections::VecDeque::new(),
             abandoned_logouts: std::collections::VecDeque::new(),
+            key_waiting_logouts: Vec::new(),
         };
         for provider in 0..worker.remotes.len() {
             worker.sync_keys_from_shared(host, provider);
@@ -193,12 +198,16 @@ impl Worker {
     }
 
     /// The timer: pick up keys another worker published, and fetch when the schedule says so.
-    pub fn on_tick(&mut self, host: &mut impl Host, now: Now) {
+    /// Returns the answers for logout tokens that waited for keys (carried out like a call's).
+    pub fn on_tick(&mut self, host: &mut impl Host, now: Now) -> Vec<Resumption> {
+        let mut synced = Vec::new();
         for provider in 0..self.remotes.len() {
             if self.remotes[provider].is_none() {
                 continue;
             }
-            self.sync_keys_from_shared(host, provider);
+            if self.sync_keys_from_shared(host, provider) {
+                synced.push(provider);
+            }
             if self.calls.fetching(provider, None)
                 || !self.claim_periodic_fetch(host, provider, now)
             {
@@ -212,6 +221,7 @@ impl Worker {
                 self.record_fetch_failure(host, provider, now);
             }
         }
+        self.resume_logouts_on_tick(host, &synced, now)
     }
 
     /// The root context was woken: dispatch the calls requests queued. Calls that could not
@@ -289,6 +299,9 @@ impl Worker {
         response: &CallResponse,
         now: Now,
     ) -> Vec<Resumption> {
+        // Logout tokens wait on any fetch of their provider's keys, and hear back when it
+        // ends, however it ends.
+        let mut resumptions = Vec::new();
         let waiters: Vec<Waiter> = match call {
             Call::Discovery { provider, refetch } => {
                 let next = Call::Jwks { provider, refetch };
@@ -298,15 +311,17 @@ impl Worker {
                         Err(_) => self.record_fetch_failure(host, provider, now),
                     }
                 }
+                resumptions = self.resume_key_waiting_logouts(host, provider, now);
                 if !refetch {
-                    return Vec::new();
+                    return resumptions;
                 }
                 self.take_kid_waiters(provider)
             }
             Call::Jwks { provider, refetch } => {
                 self.finish_fetch(host, provider, response, now);
+                resumptions = self.resume_key_waiting_logouts(host, provider, now);
                 if !refetch {
-                    return Vec::new();
+                    return resumptions;
                 }
                 let waiters = self.take_kid_waiters(provider);
                 // Whatever the refetch did not find, nobody refetches for again until the next
@@ -360,14 +375,12 @@ impl Worker {
                     .collect()
             }
         };
-        waiters
-            .into_iter()
-            .map(|waiter| {
-                let context_id = waiter.context_id;
-                let step = self.decide(host, waiter, false, now);
-                Resumption { context_id, step }
-            })
-            .collect()
+        for waiter in waiters {
+            let context_id = waiter.context_id;
+            let step = self.decide(host, waiter, false, now);
+            resumptions.push(Resumption { context_id, step });
+        }
+        resumptions
     }
 
     /// Decides on a request: an admission, a refusal, or a wait on the call it needs (a key

@@ -3,18 +3,15 @@
 //! appended to on every accepted logout, the shared record of seen `jti`s, and the relay of
 //! accepted logout tokens to peer replicas.
 
-use std::rc::Rc;
-
 use crate::config::{BackchannelLogout, Provider, RELAYED_HEADER, WhenFull};
 use crate::engine::Request;
-use crate::introspection::HttpCall;
 use crate::metrics::{Counter, Gauge};
 use crate::rejection::DenyResponse;
 use crate::revocation::set::{self, CHUNK, Entry, Head, Kind, MAX_VALUE_BYTES};
 use crate::revocation::{LogoutError, LogoutEvent, SeenIds, logout_token_of, seen_bucket};
 
-use super::calls::Call;
 use super::host::{Host, HostError};
+use super::logout_wait::KeyWaitingLogout;
 use super::{Now, Worker};
 
 /// Compare-and-swap attempts before an update of a shared record gives up.
@@ -88,9 +85,17 @@ impl SharedLog {
 
 /// A logout request whose body is on its way.
 pub(super) struct PendingLogout {
-    context_id: u32,
-    provider: usize,
+    pub(super) context_id: u32,
+    pub(super) provider: usize,
     relayed: bool,
+}
+
+/// What became of a whole logout body.
+pub(super) enum Received {
+    /// Verified, recorded and relayed.
+    Accepted,
+    /// Its key may be on its way: it is judged again when the provider's fetch ends.
+    WaitingForKeys,
 }
 
 /// What to do with a chunk of request body.
@@ -102,10 +107,15 @@ pub enum BodyStep {
     Buffer,
     /// Answer the request with this reply.
     Reply(DenyResponse),
+    /// The body is whole and held; the answer comes later, as a [`Resumption`] (the token
+    /// waits for its provider's keys).
+    Wait,
 }
 
-/// The IdP's answer for a logout: 200, or 400 with a JSON error; never cached.
-pub fn logout_response(result: Result<(), LogoutError>) -> DenyResponse {
+/// The IdP's answer for a logout: 200; 400 with a JSON error; or, when the keys to judge it
+/// are not there yet, 503 with `Retry-After` (the sender keeps the token and tries again).
+/// Never cached.
+pub fn logout_response(result: Result<(), LogoutError>, retry_after_seconds: u32) -> DenyResponse {
     let mut headers: Vec<(&'static str, String)> = vec![("cache-control", "no-store".to_owned())];
     match result {
         Ok(()) => DenyResponse {
@@ -115,11 +125,17 @@ pub fn logout_response(result: Result<(), LogoutError>) -> DenyResponse {
         },
         Err(error) => {
             headers.push(("content-type", "application/json".to_owned()));
+            let (status, code) = if error.is_transient() {
+                headers.push(("retry-after", retry_after_seconds.to_string()));
+                (503, "temporarily_unavailable")
+            } else {
+                (400, "invalid_request")
+            };
             DenyResponse {
-                status: 400,
+                status,
                 headers,
                 body: serde_json::json!({
-                    "error": "invalid_request",
+                    "error": code,
                     "error_description": error.description(),
                 })
                 .to_string(),
@@ -173,7 +189,10 @@ impl Worker {
             return Err(method_not_allowed());
         }
         if !request.body_follows {
-            return Err(logout_response(Err(LogoutError::MissingToken)));
+            return Err(logout_response(
+                Err(LogoutError::MissingToken),
+                self.retry_after(),
+            ));
         }
         if self.pending_logouts.len() >= MAX_PENDING_LOGOUTS
             && let Some(given_up) = self.pending_logouts.pop_front()
@@ -243,30 +262,59 @@ impl Worker {
             return BodyStep::Continue;
         };
         let body = read(size).unwrap_or_default();
-        let result = self.receive_logout(host, &pending, &body, now);
-        BodyStep::Reply(match result {
-            Ok(()) => logout_response(Ok(())),
-            Err(error) => self.refuse_logout(host, error),
-        })
+        match self.receive_logout(host, &pending, &body, true, now) {
+            Ok(Received::Accepted) => BodyStep::Reply(logout_response(Ok(()), self.retry_after())),
+            Ok(Received::WaitingForKeys) => {
+                self.key_waiting_logouts
+                    .push(KeyWaitingLogout::new(pending, body, now));
+                BodyStep::Wait
+            }
+            Err(error) => BodyStep::Reply(self.refuse_logout(host, error)),
+        }
     }
 
-    fn refuse_logout(&self, host: &mut impl Host, error: LogoutError) -> DenyResponse {
+    pub(super) fn retry_after(&self) -> u32 {
+        self.engine.config().retry_after_seconds
+    }
+
+    pub(super) fn refuse_logout(&self, host: &mut impl Host, error: LogoutError) -> DenyResponse {
         self.metrics.record_logout_rejected(host, error);
         log::info!("tokengate: logout token refused: {}", error.as_str());
-        logout_response(Err(error))
+        logout_response(Err(error), self.retry_after())
     }
 
-    fn receive_logout(
+    /// Judges a whole logout body. A token this worker has no key for yet may wait
+    /// (`may_wait`) for a fetch of the provider's keys rather than be refused: a replica that
+    /// has just started, or that has not seen a rotation yet, would otherwise answer a final
+    /// 400 to a genuine logout, and neither Keycloak nor a relaying peer sends it again.
+    pub(super) fn receive_logout(
         &mut self,
         host: &mut impl Host,
         pending: &PendingLogout,
         body: &[u8],
+        may_wait: bool,
         now: Now,
-    ) -> Result<(), LogoutError> {
+    ) -> Result<Received, LogoutError> {
+        let provider = pending.provider;
         let token = logout_token_of(body)?;
-        let event = self
+        let mut judged = self
             .engine
-            .validate_logout_token(pending.provider, &token, now.seconds)?;
+            .validate_logout_token(provider, &token, now.seconds);
+        if judged == Err(LogoutError::UnknownKey) && self.sync_keys_from_shared(host, provider) {
+            // Another worker fetched newer keys into shared data.
+            judged = self
+                .engine
+                .validate_logout_token(provider, &token, now.seconds);
+        }
+        if judged == Err(LogoutError::UnknownKey) {
+            if may_wait && self.wait_for_keys(host, provider, &token, now) {
+                return Ok(Received::WaitingForKeys);
+            }
+            if self.engine.key_count(provider) == 0 {
+                return Err(LogoutError::KeysUnavailable);
+            }
+        }
+        let event = judged?;
         if event
             .sid
             .as_ref()
@@ -275,13 +323,13 @@ impl Worker {
         {
             return Err(LogoutError::MissingSubject);
         }
-        self.check_replay(host, pending.provider, &event, now)?;
-        self.record_logout(host, pending.provider, &event, now);
+        self.check_replay(host, provider, &event, now)?;
+        self.record_logout(host, provider, &event, now);
         self.metrics.increment(host, Counter::RevocationReceived);
         if !pending.relayed {
-            self.relay(host, pending.provider, body, now);
+            self.relay(host, provider, body, now);
         }
-        Ok(())
+        Ok(Received::Accepted)
     }
 
     /// Records the `jti` in the shared record of seen ids; a replay is refused.
@@ -457,55 +505,5 @@ impl Worker {
             let entries = u64::try_from(entries).unwrap_or(u64::MAX);
             self.metrics.set(host, Gauge::RevokedEntries, entries);
         }
-    }
-
-    /// Sends an accepted logout token on to every peer replica (each verifies it again).
-    fn relay(&mut self, host: &mut impl Host, provider: usize, body: &[u8], now: Now) {
-        let peers = self
-            .engine
-            .config()
-            .providers
-            .get(provider)
-            .and_then(|p| p.backchannel.as_ref())
-            .map_or(0, |b| b.peers.len());
-        let body: Rc<[u8]> = Rc::from(body);
-        for peer in 0..peers {
-            let call = Call::Relay {
-                provider,
-                peer,
-                body: Rc::clone(&body),
-            };
-            if !self.start_call(host, call, now) {
-                self.metrics.increment(host, Counter::RevocationRelayFailed);
-            }
-        }
-    }
-
-    /// The relay request to a peer.
-    pub(super) fn relay_call(&self, provider: usize, peer: usize, body: &[u8]) -> Option<HttpCall> {
-        let peer = self
-            .engine
-            .config()
-            .providers
-            .get(provider)?
-            .backchannel
-            .as_ref()?
-            .peers
-            .get(peer)?;
-        Some(HttpCall {
-            cluster: peer.cluster.clone(),
-            headers: vec![
-                (":method".to_owned(), "POST".to_owned()),
-                (":path".to_owned(), peer.path.clone()),
-                (":authority".to_owned(), peer.authority.clone()),
-                (
-                    "content-type".to_owned(),
-                    "application/x-www-form-urlencoded".to_owned(),
-                ),
-                (RELAYED_HEADER.to_owned(), "1".to_owned()),
-            ],
-            body: body.to_vec(),
-            timeout_ms: peer.timeout_ms,
-        })
     }
 }

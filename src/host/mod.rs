@@ -306,7 +306,8 @@ fn configure() -> Result<Worker, String> {
 #[unsafe(no_mangle)]
 pub extern "C" fn proxy_on_tick(root_context_id: u32) {
     if let Some(worker) = worker_of_root(root_context_id) {
-        worker.borrow_mut().on_tick(&mut ProxyWasm, now());
+        let resumptions = worker.borrow_mut().on_tick(&mut ProxyWasm, now());
+        carry_out(&worker, resumptions, root_context_id);
     }
 }
 
@@ -423,6 +424,8 @@ pub extern "C" fn proxy_on_request_body(
         // StopIterationAndBuffer: the host keeps the body and calls again with more.
         BodyStep::Buffer => Action::Pause as u32,
         BodyStep::Reply(response) => reply_now(&response),
+        // Held (StopIterationAndBuffer) until the worker answers it from another callback.
+        BodyStep::Wait => Action::Pause as u32,
     }
 }
 

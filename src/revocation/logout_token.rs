@@ -68,11 +68,14 @@ pub enum LogoutError {
     Nonce,
     /// Too many logout requests were waiting for their body: this one was given up.
     Busy,
+    /// The provider's keys are not loaded yet (and the fetch it waited for brought none): 503,
+    /// so the sender may try again, where a final 400 would lose the logout.
+    KeysUnavailable,
 }
 
 impl LogoutError {
     /// Every reason, for metrics.
-    pub const ALL: [LogoutError; 16] = [
+    pub const ALL: [LogoutError; 17] = [
         LogoutError::MissingToken,
         LogoutError::TooLarge,
         LogoutError::Malformed,
@@ -89,6 +92,7 @@ impl LogoutError {
         LogoutError::MissingSubject,
         LogoutError::Nonce,
         LogoutError::Busy,
+        LogoutError::KeysUnavailable,
     ];
 
     /// The metric label.
@@ -110,7 +114,14 @@ impl LogoutError {
             LogoutError::MissingSubject => "missing_subject",
             LogoutError::Nonce => "nonce",
             LogoutError::Busy => "busy",
+            LogoutError::KeysUnavailable => "keys_unavailable",
         }
+    }
+
+    /// Whether the sender should send the same token again later (503), rather than a final
+    /// refusal (400).
+    pub fn is_transient(self) -> bool {
+        self == LogoutError::KeysUnavailable
     }
 
     /// Position in [`LogoutError::ALL`].
@@ -137,6 +148,9 @@ impl LogoutError {
             LogoutError::MissingSubject => "The logout token names no session and no subject",
             LogoutError::Nonce => "The logout token carries a nonce",
             LogoutError::Busy => "Too many logout requests were waiting; send it again",
+            LogoutError::KeysUnavailable => {
+                "The logout token signing keys are not available yet; send it again"
+            }
         }
     }
 }
