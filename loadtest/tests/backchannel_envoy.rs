@@ -4,7 +4,9 @@
 //!
 //! - against a local JWKS server holding the test keys (logout tokens minted here): every
 //!   forged logout token gets 400 and revokes nothing, other methods 405, the API listener does
-//!   not take logouts, and a flood of valid ones keeps the set of ended sessions bounded;
+//!   not take logouts, and a flood of valid ones keeps the set of ended sessions bounded; a
+//!   logout token that comes before the gateway holds its keys gets 503 while the IdP is down
+//!   and waits for the first key set when the IdP is slow;
 //! - against real Keycloak (`loadtest::keycloak::shared`): an admin logout of a password-grant
 //!   session makes two replicas refuse that session's token, without introspection, while
 //!   another session of the same client stays admitted; and the time from the logout call to
@@ -133,23 +135,6 @@ fn ensure_refused_logout(response: &Response, label: &str) -> Result<()> {
     Ok(())
 }
 
-/// Posts `token` until the logout listener has its keys (the two listeners' filters fetch
-/// theirs separately): the first answer that is not "unknown key" (a refused token's `jti` is
-/// not recorded, so the same token can be posted again).
-async fn post_first_logout(fixture: &Fixture, token: &str) -> Result<Response> {
-    let url = fixture.gateway.logout_url(LOGOUT_PATH);
-    for _ in 0..100 {
-        let response = post(&url, form(token)).await?;
-        let unknown_key = response.status == 400
-            && response.json()?["error_description"] == "The logout token signing key is unknown";
-        if !unknown_key {
-            return Ok(response);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("the logout listener never loaded its keys")
-}
-
 async fn wait_admitted(fixture: &Fixture, token: &str) -> Result<()> {
     for _ in 0..100 {
         if fixture.get_bearer(token).await?.status == 200 {
@@ -171,10 +156,10 @@ async fn forged_logout_tokens_get_400_and_revoke_nothing() -> Result<()> {
     wait_admitted(&fixture, &victim).await?;
     let url = fixture.gateway.logout_url(LOGOUT_PATH);
 
-    // One valid logout of another session first: the keys are loaded, and its jti is the one
-    // replayed below.
+    // One valid logout of another session first (its jti is the one replayed below). The
+    // logout listener's filter may not hold its keys yet: the token then waits for them.
     let first = logout_token(&issuer, "s-other", "jti-first").sign(TestKey::rsa_a());
-    let accepted = post_first_logout(&fixture, &first).await?;
+    let accepted = post(&url, form(&first)).await?;
     ensure!(accepted.status == 200, "{}", accepted.text());
     ensure!(accepted.header("cache-control") == Some("no-store"));
     ensure!(stat(&fixture.gateway, RECEIVED).await? == 1);
@@ -204,6 +189,15 @@ async fn forged_logout_tokens_get_400_and_revoke_nothing() -> Result<()> {
             "with a nonce",
             form(&valid().claim("nonce", "n-1").sign(TestKey::rsa_a())),
             "nonce",
+        ),
+        (
+            "crit null in the header (RFC 7515 §4.1.11)",
+            form(
+                &valid()
+                    .header("crit", serde_json::Value::Null)
+                    .sign(TestKey::rsa_a()),
+            ),
+            "malformed",
         ),
         ("replayed", form(&first), "replayed"),
         (
@@ -279,6 +273,73 @@ async fn forged_logout_tokens_get_400_and_revoke_nothing() -> Result<()> {
     Ok(())
 }
 
+/// A logout token that reaches a gateway before it holds its keys: while the IdP is down it
+/// gets 503 with `Retry-After` (never a final 400: the sender may try again); and posted
+/// before the first key set arrives from a slow IdP, it waits for it and is accepted.
+#[tokio::test]
+async fn a_logout_before_the_first_key_set_waits_for_it() -> Result<()> {
+    let fixture = Fixture::start_with(GatewaySpec::new(GATEWAY), false)?;
+    let issuer = fixture.issuer();
+    let url = fixture.gateway.logout_url(LOGOUT_PATH);
+    let early = logout_token(&issuer, "s-early", "jti-early").sign(TestKey::rsa_a());
+    let refused = post(&url, form(&early)).await?;
+    ensure!(
+        refused.status == 503,
+        "IdP down: {} {}",
+        refused.status,
+        refused.text()
+    );
+    ensure!(
+        refused.header("retry-after").is_some(),
+        "{:?}",
+        refused.headers
+    );
+    ensure!(refused.header("cache-control") == Some("no-store"));
+    ensure!(refused.json()?["error"] == "temporarily_unavailable");
+    ensure!(
+        stat(
+            &fixture.gateway,
+            "tokengate.revocation.rejected.keys_unavailable"
+        )
+        .await?
+            >= 1
+    );
+    ensure!(stat(&fixture.gateway, RECEIVED).await? == 0);
+
+    // Another gateway, whose IdP comes up as the gateway starts, answering each request a
+    // second late: a logout posted at once finds no keys and waits for the fetch (a fresh
+    // gateway has claimed no `kid` refetch yet, so one is allowed at once).
+    drop(fixture);
+    let mut fixture = Fixture::start_with(GatewaySpec::new(GATEWAY), false)?;
+    fixture.idp.set_delay(Duration::from_secs(1));
+    fixture.idp.start()?;
+    let issuer = fixture.issuer();
+    let url = fixture.gateway.logout_url(LOGOUT_PATH);
+    let early = logout_token(&issuer, "s-early", "jti-early").sign(TestKey::rsa_a());
+    let victim = fixture
+        .token()
+        .claim("sid", "s-early")
+        .sign(TestKey::rsa_a());
+    let accepted = post(&url, form(&early)).await?;
+    ensure!(
+        accepted.status == 200,
+        "posted before the keys: {} {}",
+        accepted.status,
+        accepted.text()
+    );
+    ensure!(stat(&fixture.gateway, RECEIVED).await? == 1);
+    ensure!(fixture.idp.request_count(common::CERTS) >= 1);
+    fixture.idp.set_delay(Duration::ZERO);
+    for _ in 0..100 {
+        let response = fixture.get_bearer(&victim).await?;
+        if response.status != 503 {
+            return ensure_session_ended(&response, "the session ended before the keys came");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the API listener never loaded its keys")
+}
+
 /// Far more logouts than the set holds: the set stays at its bound (the oldest are forgotten,
 /// counted), the newest sessions stay ended, and the gateway keeps answering.
 #[tokio::test]
@@ -289,10 +350,10 @@ async fn a_flood_of_logouts_keeps_the_set_bounded() -> Result<()> {
         .patch(json!({"backchannel_logout": {"max_entries": MAX_ENTRIES}}));
     let fixture = Fixture::start(spec)?;
     let issuer = fixture.issuer();
-    let first = logout_token(&issuer, "flood-0", "flood-jti-0").sign(TestKey::rsa_a());
-    let accepted = post_first_logout(&fixture, &first).await?;
-    ensure!(accepted.status == 200, "{}", accepted.text());
     let url = fixture.gateway.logout_url(LOGOUT_PATH);
+    let first = logout_token(&issuer, "flood-0", "flood-jti-0").sign(TestKey::rsa_a());
+    let accepted = post(&url, form(&first)).await?;
+    ensure!(accepted.status == 200, "{}", accepted.text());
     for n in 1..LOGOUTS {
         let token = logout_token(&issuer, &format!("flood-{n}"), &format!("flood-jti-{n}"))
             .sign(TestKey::rsa_a());
