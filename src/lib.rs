@@ -33,6 +33,7 @@ pub mod introspection;
 pub mod jwks;
 pub mod jwks_refresh;
 pub mod jwt;
+mod limbs;
 pub mod metrics;
 pub mod policy;
 pub mod rejection;

@@ -242,7 +242,7 @@ fn reversed(x: &Limbs, len: usize) -> Limbs {
 /// A big-endian byte string as `len` 52-bit limbs; `None` if it does not fit.
 fn from_be_bytes(bytes: &[u8], len: usize) -> Option<IntLimbs> {
     let mut limbs = [0i64; BUF];
-    super::limbs::pack_be(
+    crate::limbs::pack_be(
         bytes,
         LIMB_BITS,
         limbs.iter_mut().take(len),
@@ -253,7 +253,7 @@ fn from_be_bytes(bytes: &[u8], len: usize) -> Option<IntLimbs> {
 
 /// Writes x big-endian into all of `out`; `false` if x does not fit.
 fn to_be_bytes(x: &IntLimbs, out: &mut [u8]) -> bool {
-    super::limbs::unpack_be(x.iter().map(|&limb| limb.cast_unsigned()), LIMB_BITS, out)
+    crate::limbs::unpack_be(x.iter().map(|&limb| limb.cast_unsigned()), LIMB_BITS, out)
 }
 
 impl Modulus52 {

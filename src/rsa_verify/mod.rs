@@ -27,7 +27,6 @@ mod emsa;
 mod fma;
 mod jws;
 mod kernel;
-mod limbs;
 mod monty;
 
 use std::fmt;

@@ -13,7 +13,6 @@
 //! Nothing here is constant-time: all inputs are public (key, signature, message digest).
 
 use super::kernel::{Kernel, Operands};
-use super::limbs;
 
 pub(crate) const LIMB_BITS: u32 = 28;
 const LIMB_MASK: u32 = (1 << LIMB_BITS) - 1;
@@ -309,11 +308,11 @@ fn reverse_into(x: &Limbs, len: usize, out: &mut Limbs) {
 pub(crate) fn from_be_bytes(bytes: &[u8], len: usize) -> Option<Limbs> {
     let mut limbs = [0u32; BUF];
     #[allow(clippy::cast_possible_truncation)] // pack_be's values are below 2^LIMB_BITS.
-    limbs::pack_be(bytes, LIMB_BITS, limbs.iter_mut().take(len), |v| v as u32)?;
+    crate::limbs::pack_be(bytes, LIMB_BITS, limbs.iter_mut().take(len), |v| v as u32)?;
     Some(limbs)
 }
 
 /// Writes x big-endian into all of `out`; `false` if x does not fit.
 pub(crate) fn to_be_bytes(x: &Limbs, out: &mut [u8]) -> bool {
-    limbs::unpack_be(x.iter().map(|&limb| u64::from(limb)), LIMB_BITS, out)
+    crate::limbs::unpack_be(x.iter().map(|&limb| u64::from(limb)), LIMB_BITS, out)
 }

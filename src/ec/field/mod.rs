@@ -102,27 +102,7 @@ pub(crate) const fn limbs_from_be<const L: usize>(bytes: &[u8], bits: u32) -> Op
 /// Normalised limbs (each in [0, 2ᴮ)) written big-endian into all of `out`; `false` if the
 /// value does not fit.
 pub(crate) fn limbs_to_be<const L: usize>(limbs: &[i64; L], bits: u32, out: &mut [u8]) -> bool {
-    let mut bytes = out.iter_mut().rev();
-    let mut acc: u64 = 0;
-    let mut acc_bits = 0u32;
-    for &limb in limbs {
-        acc |= limb.cast_unsigned() << acc_bits;
-        acc_bits += bits;
-        while acc_bits >= 8 {
-            match bytes.next() {
-                Some(byte) => *byte = (acc & 0xff) as u8,
-                None if acc & 0xff == 0 => {}
-                None => return false,
-            }
-            acc >>= 8;
-            acc_bits -= 8;
-        }
-    }
-    if acc != 0 {
-        return false;
-    }
-    bytes.for_each(|byte| *byte = 0);
-    true
+    crate::limbs::unpack_be(limbs.iter().map(|limb| limb.cast_unsigned()), bits, out)
 }
 
 /// Compares normalised limbs.

@@ -1,6 +1,7 @@
 //! Conversions between big-endian byte strings and little-endian limbs of any width up to 56
-//! bits, shared by the integer kernels (`monty`, 28-bit limbs) and the floating-point one
-//! (`fma`, 52-bit limbs).
+//! bits, shared by the RSA kernels (`rsa_verify::monty`, 28-bit limbs; `rsa_verify::fma`,
+//! 52-bit limbs) and the elliptic-curve fields (`ec::field`, whose constants are built by a
+//! `const fn` of its own, since these take iterators).
 
 /// Packs big-endian `bytes` into `bits`-bit limbs, least significant first, through `slots`
 /// (`limb` turns each value into the slot's type). `None` if the value needs more slots.
