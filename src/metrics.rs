@@ -46,8 +46,10 @@ pub enum Counter {
     RevocationReceived,
     /// Accepted logout tokens relayed to a peer replica that answered 200.
     RevocationRelayed,
-    /// Relays that failed (the peer did not answer 200).
+    /// Relays that failed for good (the peer did not answer 200, after the retries).
     RevocationRelayFailed,
+    /// Relays sent again after no answer or a 5xx.
+    RevocationRelayRetried,
     /// Live entries forgotten because the set was full (`when_full: drop_oldest`).
     RevocationDropped,
     /// Times the set was found full with `when_full: fail_closed`.
@@ -56,7 +58,7 @@ pub enum Counter {
 
 impl Counter {
     /// Every counter, in discriminant order (the handles are indexed by it).
-    pub const ALL: [Counter; 17] = [
+    pub const ALL: [Counter; 18] = [
         Counter::Allowed,
         Counter::CacheHit,
         Counter::CacheMiss,
@@ -72,6 +74,7 @@ impl Counter {
         Counter::RevocationReceived,
         Counter::RevocationRelayed,
         Counter::RevocationRelayFailed,
+        Counter::RevocationRelayRetried,
         Counter::RevocationDropped,
         Counter::RevocationFull,
     ];
@@ -94,6 +97,7 @@ impl Counter {
             Counter::RevocationReceived => "tokengate.revocation.received",
             Counter::RevocationRelayed => "tokengate.revocation.relayed",
             Counter::RevocationRelayFailed => "tokengate.revocation.relay_failed",
+            Counter::RevocationRelayRetried => "tokengate.revocation.relay_retried",
             Counter::RevocationDropped => "tokengate.revocation.dropped",
             Counter::RevocationFull => "tokengate.revocation.full",
         }

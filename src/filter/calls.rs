@@ -50,6 +50,8 @@ pub enum Call {
         peer: usize,
         /// The form body the IdP posted.
         body: Rc<[u8]>,
+        /// Which attempt this is, from 1 (see [`super::relay::RELAY_ATTEMPTS`]).
+        attempt: u8,
     },
 }
 
@@ -232,6 +234,7 @@ impl Worker {
                 provider,
                 peer,
                 body,
+                ..
             } => self.relay_call(*provider, *peer, body),
         };
         let Some(spec) = spec else {

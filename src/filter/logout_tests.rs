@@ -358,3 +358,53 @@ mod refusals;
 
 #[path = "logout_key_wait_tests.rs"]
 mod key_wait;
+
+#[test]
+fn a_relay_without_an_answer_or_with_a_5xx_is_sent_again_then_given_up() {
+    let with_peer = json!({
+        "path": "/backchannel-logout", "audiences": ["app"],
+        "peers": [{"cluster": "replica-b", "authority": "b:10000"}]
+    });
+    let answer = |status: Option<u16>| CallResponse { status, body: None };
+    // (answers of the peer to each attempt, relayed, retried, failed)
+    let cases: [(&[Option<u16>], i64, i64, i64); 4] = [
+        (&[Some(503), Some(200)], 1, 1, 0),
+        (&[None, None, Some(200)], 1, 2, 0),
+        (&[None, Some(502), None], 0, 2, 1),
+        (&[Some(400)], 0, 0, 1),
+    ];
+    for (answers, relayed, retried, failed) in cases {
+        let mut host = FakeHost::new();
+        let mut worker = Worker::configure(&mut host, &config(with_peer.clone()), None).unwrap();
+        assert!(worker.wants_ticks(), "peers need ticks for retries");
+        let logout = logout_spec(Some("s1"), None, "j-relay").sign(TestKey::rsa_a());
+        let reply = post(&mut worker, &mut host, 1, &form(&logout), false, NOW);
+        assert_eq!(reply.status, 200);
+        let mut at = NOW;
+        for (attempt, status) in answers.iter().enumerate() {
+            let calls = host.take_calls();
+            assert_eq!(calls.len(), 1, "{answers:?}: attempt {}", attempt + 1);
+            assert_eq!(calls[0].1.body, form(&logout).into_bytes());
+            worker.on_call_response(&mut host, calls[0].0, &answer(*status), at);
+            // Not before its delay (1 s, then 2 s); on the first tick after it.
+            let delay = 1000 << attempt;
+            worker.on_tick(
+                &mut host,
+                Now::from_nanos((at.millis + delay - 1) * 1_000_000),
+            );
+            assert!(host.take_calls().is_empty(), "{answers:?}: too early");
+            at = Now::from_nanos((at.millis + delay) * 1_000_000);
+            worker.on_tick(&mut host, at);
+        }
+        assert!(host.take_calls().is_empty(), "{answers:?}: nothing more");
+        assert_eq!(
+            (
+                host.metric("tokengate.revocation.relayed"),
+                host.metric("tokengate.revocation.relay_retried"),
+                host.metric("tokengate.revocation.relay_failed"),
+            ),
+            (relayed, retried, failed),
+            "{answers:?}"
+        );
+    }
+}

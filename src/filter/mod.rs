@@ -101,6 +101,8 @@ pub struct Worker {
     abandoned_logouts: std::collections::VecDeque<u32>,
     /// Whole logout bodies waiting for a fetch of their provider's keys (bounded).
     key_waiting_logouts: Vec<logout_wait::KeyWaitingLogout>,
+    /// Relays to send again, and when (Unix milliseconds; bounded).
+    relay_retries: Vec<(u64, Call)>,
 }
 
 impl Worker {
@@ -162,6 +164,7 @@ impl Worker {
             pending_logouts: std::collections::VecDeque::new(),
             abandoned_logouts: std::collections::VecDeque::new(),
             key_waiting_logouts: Vec::new(),
+            relay_retries: Vec::new(),
         };
         for provider in 0..worker.remotes.len() {
             worker.sync_keys_from_shared(host, provider);
@@ -169,9 +172,16 @@ impl Worker {
         Ok(worker)
     }
 
-    /// Whether the worker needs [`Worker::on_tick`] every [`TICK_MS`].
+    /// Whether the worker needs [`Worker::on_tick`] every [`TICK_MS`]: for a fetched key set
+    /// (shared keys, refresh schedule) or for peers a failed relay is sent to again.
     pub fn wants_ticks(&self) -> bool {
         self.remotes.iter().any(Option::is_some)
+            || self.engine.config().providers.iter().any(|provider| {
+                provider
+                    .backchannel
+                    .as_ref()
+                    .is_some_and(|b| !b.peers.is_empty())
+            })
     }
 
     /// What the host must read from each request for [`Worker::on_request`].
@@ -221,6 +231,7 @@ impl Worker {
                 self.record_fetch_failure(host, provider, now);
             }
         }
+        self.retry_relays(host, now);
         self.resume_logouts_on_tick(host, &synced, now)
     }
 
@@ -341,16 +352,8 @@ impl Worker {
                 self.remember_missing_kids(host, provider, &missing, now);
                 waiters
             }
-            Call::Relay { peer, .. } => {
-                if response.status == Some(200) {
-                    self.metrics.increment(host, Counter::RevocationRelayed);
-                } else {
-                    self.metrics.increment(host, Counter::RevocationRelayFailed);
-                    log::warn!(
-                        "tokengate: relaying a logout to peer {peer} failed ({:?})",
-                        response.status
-                    );
-                }
+            relay @ Call::Relay { .. } => {
+                self.finish_relay(host, relay, response, now);
                 return Vec::new();
             }
             Call::Introspection(key) => {

@@ -1,5 +1,12 @@
 //! The relay of accepted logout tokens to peer replicas (each verifies the token again and
 //! never trusts the relay).
+//!
+//! A relay that gets no answer (the peer is down, restarting, or did not answer in time) or a
+//! 5xx (a peer without its keys yet answers 503) is sent again on a tick, after 1 s and then
+//! 2 s: a peer that is back within those seconds still learns of the logout. A 4xx is final:
+//! the peer judged the token. A retry after an answer that was lost may find the peer already
+//! holds the logout (it answers 400, `replayed`): counted as a failed relay here, and as
+//! `rejected.replayed` on the peer.
 
 use std::rc::Rc;
 
@@ -10,6 +17,17 @@ use crate::metrics::Counter;
 use super::calls::Call;
 use super::host::Host;
 use super::{Now, Worker};
+
+/// Attempts per relay, the first included.
+pub const RELAY_ATTEMPTS: u8 = 3;
+/// Relays waiting to be sent again, at most per worker (a flood of logouts while a peer is
+/// down must not grow memory without bound); beyond it a failed relay is final.
+pub const MAX_RELAY_RETRIES: usize = 1024;
+
+/// Whether a relay's answer says "try again": none at all, or a 5xx.
+fn worth_retrying(status: Option<u16>) -> bool {
+    status.is_none_or(|status| (500..600).contains(&status))
+}
 
 impl Worker {
     /// Sends an accepted logout token on to every peer replica (each verifies it again).
@@ -27,9 +45,10 @@ impl Worker {
                 provider,
                 peer,
                 body: Rc::clone(&body),
+                attempt: 1,
             };
-            if !self.start_call(host, call, now) {
-                self.metrics.increment(host, Counter::RevocationRelayFailed);
+            if !self.start_call(host, call.clone(), now) {
+                self.relay_failed(host, call, None, now);
             }
         }
     }
@@ -60,5 +79,71 @@ impl Worker {
             body: body.to_vec(),
             timeout_ms: peer.timeout_ms,
         })
+    }
+
+    /// A relay's answer: counted, or sent again later.
+    pub(super) fn finish_relay(
+        &mut self,
+        host: &mut impl Host,
+        relay: Call,
+        response: &super::CallResponse,
+        now: Now,
+    ) {
+        if response.status == Some(200) {
+            self.metrics.increment(host, Counter::RevocationRelayed);
+        } else {
+            self.relay_failed(host, relay, response.status, now);
+        }
+    }
+
+    /// A relay that did not get 200: scheduled again if worth it and attempts remain, else
+    /// final (counted and logged).
+    fn relay_failed(&mut self, host: &mut impl Host, call: Call, status: Option<u16>, now: Now) {
+        let Call::Relay {
+            provider,
+            peer,
+            body,
+            attempt,
+        } = call
+        else {
+            return;
+        };
+        if worth_retrying(status)
+            && attempt < RELAY_ATTEMPTS
+            && self.relay_retries.len() < MAX_RELAY_RETRIES
+        {
+            let delay_ms = 1_000u64 << (attempt - 1);
+            self.metrics
+                .increment(host, Counter::RevocationRelayRetried);
+            let again = Call::Relay {
+                provider,
+                peer,
+                body,
+                attempt: attempt + 1,
+            };
+            self.relay_retries
+                .push((now.millis.saturating_add(delay_ms), again));
+            return;
+        }
+        self.metrics.increment(host, Counter::RevocationRelayFailed);
+        log::warn!(
+            "tokengate: relaying a logout to peer {peer} failed ({status:?}, attempt {attempt} of {RELAY_ATTEMPTS})"
+        );
+    }
+
+    /// On a tick: sends the relays whose time has come (from the root context).
+    pub(super) fn retry_relays(&mut self, host: &mut impl Host, now: Now) {
+        if self.relay_retries.is_empty() {
+            return;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.relay_retries)
+            .into_iter()
+            .partition(|(at, _)| *at <= now.millis);
+        self.relay_retries = later;
+        for (_, call) in due {
+            if let Err(call) = self.dispatch(host, call, now) {
+                self.relay_failed(host, call, None, now);
+            }
+        }
     }
 }
