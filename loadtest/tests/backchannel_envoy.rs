@@ -340,6 +340,61 @@ async fn a_logout_before_the_first_key_set_waits_for_it() -> Result<()> {
     anyhow::bail!("the API listener never loaded its keys")
 }
 
+/// A replica that is down when a logout arrives, and starts within the retries: the relay gets
+/// no answer, is sent again (1 s, then 2 s later) and the late replica refuses the session.
+#[tokio::test]
+async fn a_relay_reaches_a_replica_that_starts_late() -> Result<()> {
+    let dir = loadtest::paths::run_dir("bcl-late-replica");
+    let (_backend, addr) = loadtest::backend::spawn(&dir, "backend", 1)?;
+    let mut idp = loadtest::jwks_server::JwksServer::reserve()?;
+    idp.set_response(common::CERTS, 200, common::published_keys(&[]));
+    idp.start()?;
+    let issuer = format!("http://127.0.0.1:{}/realms/tokengate", idp.port());
+    let (port_a, port_b) = (free_port()?, free_port()?);
+    let start = |name: &str, own: u16, peer: u16| -> Result<RunningGateway> {
+        let gateway_dir = dir.join(name);
+        std::fs::create_dir_all(&gateway_dir)?;
+        let spec = GatewaySpec::new(GATEWAY).replica(own, peer);
+        start_gateway(&gateway_dir, &spec, addr.port(), idp.port())
+            .with_context(|| format!("starting replica {name}"))
+    };
+    let a = start("a", port_a, port_b)?;
+    let logout = logout_token(&issuer, "s-late", "jti-late").sign(TestKey::rsa_a());
+    let accepted = post(&a.logout_url(LOGOUT_PATH), form(&logout)).await?;
+    ensure!(accepted.status == 200, "{}", accepted.text());
+    // B starts now: A's first relay found nobody.
+    let b = start("b", port_b, port_a)?;
+    let session = TokenSpec::access_token(
+        tokengate::algorithm::Algorithm::Rs256,
+        "k1",
+        &issuer,
+        common::AUDIENCE,
+        unix_now(),
+    )
+    .claim("sid", "s-late")
+    .sign(TestKey::rsa_a());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stat(&b, RECEIVED).await? == 0 {
+        ensure!(
+            Instant::now() < deadline,
+            "B never got the relay (A: {} retried, {} failed)",
+            stat(&a, "tokengate.revocation.relay_retried").await?,
+            stat(&a, "tokengate.revocation.relay_failed").await?
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(stat(&a, "tokengate.revocation.relay_retried").await? >= 1);
+    ensure!(stat(&a, RELAYED).await? == 1);
+    loop {
+        let response = call(&b, &session).await?;
+        if response.status != 503 {
+            break ensure_session_ended(&response, "B, after a late relay");
+        }
+        ensure!(Instant::now() < deadline, "B never loaded its keys");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Far more logouts than the set holds: the set stays at its bound (the oldest are forgotten,
 /// counted), the newest sessions stay ended, and the gateway keeps answering.
 #[tokio::test]
