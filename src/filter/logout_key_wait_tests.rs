@@ -29,13 +29,7 @@ fn key_set(kids: &[&str]) -> CallResponse {
 
 /// POSTs a whole logout body; returns what the worker does with it.
 fn post_whole(worker: &mut Worker, host: &mut FakeHost, context_id: u32, token: &str) -> BodyStep {
-    let mut request = Request::with_headers(vec![
-        (":path".to_owned(), b"/backchannel-logout".to_vec()),
-        (":method".to_owned(), b"POST".to_vec()),
-    ]);
-    request.body_follows = true;
-    let step = worker.on_request(host, Waiter::new(context_id, request), NOW);
-    assert_eq!(step, Step::ReadBody);
+    start_logout(worker, host, context_id, false, NOW);
     let body = form(token).into_bytes();
     worker.on_request_body(host, context_id, body.len(), true, |_| Some(body), NOW)
 }

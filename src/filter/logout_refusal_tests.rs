@@ -231,19 +231,10 @@ fn configuration_of_the_endpoint() {
 fn a_logout_given_up_while_waiting_is_refused_when_its_body_comes() {
     let mut host = FakeHost::new();
     let mut worker = Worker::configure(&mut host, &config(settings()), None).unwrap();
-    let start = |worker: &mut Worker, host: &mut FakeHost, context_id: u32| {
-        let mut request = Request::with_headers(vec![
-            (":path".to_owned(), b"/backchannel-logout".to_vec()),
-            (":method".to_owned(), b"POST".to_vec()),
-        ]);
-        request.body_follows = true;
-        let step = worker.on_request(host, Waiter::new(context_id, request), NOW);
-        assert_eq!(step, Step::ReadBody);
-    };
     // One more than the worker waits for: the first is given up.
     let waiting = u32::try_from(revocations::MAX_PENDING_LOGOUTS).unwrap();
     for context_id in 0..=waiting {
-        start(&mut worker, &mut host, 1000 + context_id);
+        start_logout(&mut worker, &mut host, 1000 + context_id, false, NOW);
     }
     let logout = logout_spec(Some("s-late"), None, "j-late").sign(TestKey::rsa_a());
     let body = form(&logout);

@@ -97,15 +97,14 @@ fn status(step: &Step) -> u16 {
     }
 }
 
-/// POSTs `body` to the logout path, in two body chunks; returns the reply.
-fn post(
+/// Starts a POST to the logout path (its body to follow); the worker asks for the body.
+fn start_logout(
     worker: &mut Worker,
     host: &mut FakeHost,
     context_id: u32,
-    body: &str,
     relayed: bool,
     now: Now,
-) -> DenyResponse {
+) {
     let mut headers = vec![
         (":path".to_owned(), b"/backchannel-logout".to_vec()),
         (":method".to_owned(), b"POST".to_vec()),
@@ -121,6 +120,18 @@ fn post(
     request.body_follows = true;
     let step = worker.on_request(host, Waiter::new(context_id, request), now);
     assert_eq!(step, Step::ReadBody, "the body is read");
+}
+
+/// POSTs `body` to the logout path, in two body chunks; returns the reply.
+fn post(
+    worker: &mut Worker,
+    host: &mut FakeHost,
+    context_id: u32,
+    body: &str,
+    relayed: bool,
+    now: Now,
+) -> DenyResponse {
+    start_logout(worker, host, context_id, relayed, now);
     let half = body.len() / 2;
     let first = worker.on_request_body(host, context_id, half, false, |_| panic!("not yet"), now);
     assert_eq!(first, BodyStep::Buffer);
