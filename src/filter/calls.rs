@@ -16,6 +16,7 @@ use crate::introspection::CallAnswer;
 use crate::metrics::Counter;
 
 use super::host::Host;
+use super::logout_wait::KeyWaitingLogout;
 use super::{Now, Worker};
 
 /// Introspection answers larger than this are treated as unusable.
@@ -43,16 +44,20 @@ pub enum Call {
     /// The introspection of a token at a provider.
     Introspection(CallKey),
     /// An accepted logout token sent on to a peer replica.
-    Relay {
-        /// The provider it was for.
-        provider: usize,
-        /// The peer (index into the provider's `backchannel_logout.peers`).
-        peer: usize,
-        /// The form body the IdP posted.
-        body: Rc<[u8]>,
-        /// Which attempt this is, from 1 (see [`super::relay::RELAY_ATTEMPTS`]).
-        attempt: u8,
-    },
+    Relay(Relay),
+}
+
+/// A logout token on its way to a peer replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relay {
+    /// The provider it was for.
+    pub provider: usize,
+    /// The peer (index into the provider's `backchannel_logout.peers`).
+    pub peer: usize,
+    /// The form body the IdP posted.
+    pub body: Rc<[u8]>,
+    /// Which attempt this is, from 1 (see [`super::relay::RELAY_ATTEMPTS`]).
+    pub attempt: u8,
 }
 
 impl Call {
@@ -94,15 +99,25 @@ impl Waiter {
     }
 }
 
-/// The worker's calls: queued for the root context, in flight, and who waits on a refetch.
+/// Who waits for a fetch of a provider's keys.
+pub(super) enum KeyWaiter {
+    /// A request whose token's `kid` is unknown: it waits for a refetch this worker started
+    /// for it (the scheduled refresh does not answer it).
+    Request(Waiter),
+    /// A whole logout body: it waits for any fetch of its provider's keys, this worker's or
+    /// another's seen through shared data, until a fetch's deadline.
+    Logout(KeyWaitingLogout),
+}
+
+/// The worker's calls: queued for the root context, in flight, and who waits for keys.
 #[derive(Default)]
 pub struct Calls {
     /// The root's wake-up queue, if it could be registered.
     wake_queue: Option<u32>,
     to_dispatch: Vec<Call>,
     in_flight: HashMap<u32, InFlight>,
-    /// Requests waiting for a provider's `kid` refetch: (provider, waiter).
-    pub kid_waiters: Vec<(usize, Waiter)>,
+    /// Requests and logout tokens waiting for a fetch of a provider's keys: (provider, who).
+    key_waiters: Vec<(usize, KeyWaiter)>,
 }
 
 impl Calls {
@@ -131,9 +146,56 @@ impl Calls {
                 provider: p,
                 refetch: r,
             } => *p == provider && refetch.is_none_or(|wanted| wanted == *r),
-            Call::Introspection(_) | Call::Relay { .. } => false,
+            Call::Introspection(_) | Call::Relay(_) => false,
         };
         self.to_dispatch.iter().any(fetches) || self.in_flight.values().any(|f| fetches(&f.call))
+    }
+
+    /// `who` waits for a fetch of `provider`'s keys.
+    pub(super) fn wait_for_keys(&mut self, provider: usize, who: KeyWaiter) {
+        self.key_waiters.push((provider, who));
+    }
+
+    /// How many logout tokens wait for keys.
+    pub(super) fn logouts_waiting_for_keys(&self) -> usize {
+        self.key_waiters
+            .iter()
+            .filter(|(_, who)| matches!(who, KeyWaiter::Logout(_)))
+            .count()
+    }
+
+    /// A fetch of `provider`'s keys ended: everyone it answers, the requests (only if it was a
+    /// `refetch`) and the logout tokens.
+    pub(super) fn take_key_waiters(
+        &mut self,
+        provider: usize,
+        refetch: bool,
+    ) -> (Vec<Waiter>, Vec<KeyWaitingLogout>) {
+        let mut requests = Vec::new();
+        let mut logouts = Vec::new();
+        for (p, who) in std::mem::take(&mut self.key_waiters) {
+            match who {
+                KeyWaiter::Request(waiter) if p == provider && refetch => requests.push(waiter),
+                KeyWaiter::Logout(logout) if p == provider => logouts.push(logout),
+                who => self.key_waiters.push((p, who)),
+            }
+        }
+        (requests, logouts)
+    }
+
+    /// The logout tokens `due` picks (by provider), taken from the waiters.
+    pub(super) fn take_logouts_where(
+        &mut self,
+        due: impl Fn(usize, &KeyWaitingLogout) -> bool,
+    ) -> Vec<KeyWaitingLogout> {
+        let mut taken = Vec::new();
+        for (p, who) in std::mem::take(&mut self.key_waiters) {
+            match who {
+                KeyWaiter::Logout(logout) if due(p, &logout) => taken.push(logout),
+                who => self.key_waiters.push((p, who)),
+            }
+        }
+        taken
     }
 
     /// Whether the call with this token was dispatched by this worker.
@@ -147,7 +209,7 @@ impl Calls {
             Call::Jwks { .. } | Call::Discovery { .. } => crate::jwks::MAX_JWKS_BYTES,
             Call::Introspection(_) => MAX_INTROSPECTION_BYTES,
             // Only the status matters.
-            Call::Relay { .. } => 0,
+            Call::Relay(_) => 0,
         })
     }
 }
@@ -230,12 +292,7 @@ impl Worker {
                 .and_then(Option::as_ref)
                 .and_then(|remote| remote.discovery_call()),
             Call::Introspection(key) => self.engine.introspection_call(key),
-            Call::Relay {
-                provider,
-                peer,
-                body,
-                ..
-            } => self.relay_call(*provider, *peer, body),
+            Call::Relay(relay) => self.relay_call(relay),
         };
         let Some(spec) = spec else {
             return Err(call);

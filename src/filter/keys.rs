@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::config::Origin;
 use crate::config::{JwksSource, Provider};
+use crate::engine::Engine;
 use crate::introspection::HttpCall;
 use crate::jwks::MAX_JWKS_BYTES;
 use crate::jwks_refresh::{
@@ -278,6 +279,22 @@ impl Worker {
                 log::warn!("tokengate: shared key set is unusable: {err}");
                 false
             }
+        }
+    }
+
+    /// A judgement that lacked a key of `provider`: judged again if another worker published
+    /// newer keys in shared data since this worker last looked, else kept.
+    pub(super) fn judge_again_with_shared_keys<T>(
+        &mut self,
+        host: &mut impl Host,
+        provider: usize,
+        judged: T,
+        judge: impl FnOnce(&mut Engine) -> T,
+    ) -> T {
+        if self.sync_keys_from_shared(host, provider) {
+            judge(&mut self.engine)
+        } else {
+            judged
         }
     }
 

@@ -4,7 +4,7 @@
 //! worker's, or another's seen through shared data), bounded in number and in time, and is
 //! judged again when the fetch ends.
 
-use super::calls::Call;
+use super::calls::{Call, KeyWaiter};
 use super::host::Host;
 use super::revocations::logout_response;
 use super::revocations::{MAX_PENDING_LOGOUTS, PendingLogout};
@@ -16,16 +16,6 @@ pub(super) struct KeyWaitingLogout {
     body: Vec<u8>,
     /// When it started waiting (Unix milliseconds).
     since_ms: u64,
-}
-
-impl KeyWaitingLogout {
-    pub(super) fn new(pending: PendingLogout, body: Vec<u8>, now: Now) -> KeyWaitingLogout {
-        KeyWaitingLogout {
-            pending,
-            body,
-            since_ms: now.millis,
-        }
-    }
 }
 
 impl Worker {
@@ -40,7 +30,7 @@ impl Worker {
         token: &str,
         now: Now,
     ) -> bool {
-        if self.key_waiting_logouts.len() >= MAX_PENDING_LOGOUTS
+        if self.calls.logouts_waiting_for_keys() >= MAX_PENDING_LOGOUTS
             || !self.remotes.get(provider).is_some_and(Option::is_some)
         {
             return false;
@@ -78,15 +68,17 @@ impl Worker {
         false
     }
 
-    /// A fetch of `provider`'s keys ended (with keys or without): every logout token that
-    /// waited for it is judged again, now without waiting, and answered.
-    pub(super) fn resume_key_waiting_logouts(
-        &mut self,
-        host: &mut impl Host,
-        provider: usize,
-        now: Now,
-    ) -> Vec<Resumption> {
-        self.resume_logouts_where(host, now, |waiting| waiting.pending.provider == provider)
+    /// A logout body waits for a fetch of its provider's keys ([`Worker::wait_for_keys`]
+    /// said one will come).
+    pub(super) fn park_logout(&mut self, pending: PendingLogout, body: Vec<u8>, now: Now) {
+        let provider = pending.provider;
+        let waiting = KeyWaitingLogout {
+            pending,
+            body,
+            since_ms: now.millis,
+        };
+        self.calls
+            .wait_for_keys(provider, KeyWaiter::Logout(waiting));
     }
 
     /// On a tick: the logout tokens whose provider's keys came through shared data, and those
@@ -98,7 +90,7 @@ impl Worker {
         synced: &[usize],
         now: Now,
     ) -> Vec<Resumption> {
-        if self.key_waiting_logouts.is_empty() {
+        if self.calls.logouts_waiting_for_keys() == 0 {
             return Vec::new();
         }
         let deadlines: Vec<u64> = self
@@ -106,26 +98,23 @@ impl Worker {
             .iter()
             .map(|remote| remote.as_ref().map_or(0, |r| r.fetch_deadline_ms()))
             .collect();
-        self.resume_logouts_where(host, now, |waiting| {
-            let provider = waiting.pending.provider;
+        let due = self.calls.take_logouts_where(|provider, waiting| {
             synced.contains(&provider)
                 || now.millis.saturating_sub(waiting.since_ms)
                     >= deadlines.get(provider).copied().unwrap_or(0)
-        })
+        });
+        self.resume_logouts(host, due, now)
     }
 
-    fn resume_logouts_where(
+    /// Judges the logout tokens that waited for keys again, now without waiting, and answers
+    /// each.
+    pub(super) fn resume_logouts(
         &mut self,
         host: &mut impl Host,
+        logouts: Vec<KeyWaitingLogout>,
         now: Now,
-        due: impl Fn(&KeyWaitingLogout) -> bool,
     ) -> Vec<Resumption> {
-        let (waiting, others): (Vec<KeyWaitingLogout>, Vec<KeyWaitingLogout>) =
-            std::mem::take(&mut self.key_waiting_logouts)
-                .into_iter()
-                .partition(|w| due(w));
-        self.key_waiting_logouts = others;
-        waiting
+        logouts
             .into_iter()
             .map(|KeyWaitingLogout { pending, body, .. }| {
                 let reply = match self.receive_logout(host, &pending, &body, false, now) {

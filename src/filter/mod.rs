@@ -99,10 +99,8 @@ pub struct Worker {
     /// Logout requests given up while waiting (bounded): their body, if it still comes, is
     /// refused rather than passed on.
     abandoned_logouts: std::collections::VecDeque<u32>,
-    /// Whole logout bodies waiting for a fetch of their provider's keys (bounded).
-    key_waiting_logouts: Vec<logout_wait::KeyWaitingLogout>,
     /// Relays to send again, and when (Unix milliseconds; bounded).
-    relay_retries: Vec<(u64, Call)>,
+    relay_retries: Vec<(u64, calls::Relay)>,
 }
 
 impl Worker {
@@ -163,7 +161,6 @@ impl Worker {
             logout_paths,
             pending_logouts: std::collections::VecDeque::new(),
             abandoned_logouts: std::collections::VecDeque::new(),
-            key_waiting_logouts: Vec::new(),
             relay_retries: Vec::new(),
         };
         for provider in 0..worker.remotes.len() {
@@ -295,14 +292,6 @@ impl Worker {
         }
     }
 
-    fn take_kid_waiters(&mut self, provider: usize) -> Vec<Waiter> {
-        let (waiting, others) = std::mem::take(&mut self.calls.kid_waiters)
-            .into_iter()
-            .partition(|(p, _)| *p == provider);
-        self.calls.kid_waiters = others;
-        waiting.into_iter().map(|(_, waiter)| waiter).collect()
-    }
-
     fn finish_call(
         &mut self,
         host: &mut impl Host,
@@ -311,7 +300,7 @@ impl Worker {
         now: Now,
     ) -> Vec<Resumption> {
         // Logout tokens wait on any fetch of their provider's keys, and hear back when it
-        // ends, however it ends.
+        // ends, however it ends; requests hear back from the refetch they waited for.
         let mut resumptions = Vec::new();
         let waiters: Vec<Waiter> = match call {
             Call::Discovery { provider, refetch } => {
@@ -322,19 +311,14 @@ impl Worker {
                         Err(_) => self.record_fetch_failure(host, provider, now),
                     }
                 }
-                resumptions = self.resume_key_waiting_logouts(host, provider, now);
-                if !refetch {
-                    return resumptions;
-                }
-                self.take_kid_waiters(provider)
+                let (waiters, logouts) = self.calls.take_key_waiters(provider, refetch);
+                resumptions = self.resume_logouts(host, logouts, now);
+                waiters
             }
             Call::Jwks { provider, refetch } => {
                 self.finish_fetch(host, provider, response, now);
-                resumptions = self.resume_key_waiting_logouts(host, provider, now);
-                if !refetch {
-                    return resumptions;
-                }
-                let waiters = self.take_kid_waiters(provider);
+                let (waiters, logouts) = self.calls.take_key_waiters(provider, refetch);
+                resumptions = self.resume_logouts(host, logouts, now);
                 // Whatever the refetch did not find, nobody refetches for again until the next
                 // scheduled refresh.
                 let mut missing: Vec<String> = Vec::new();
@@ -352,7 +336,7 @@ impl Worker {
                 self.remember_missing_kids(host, provider, &missing, now);
                 waiters
             }
-            relay @ Call::Relay { .. } => {
+            Call::Relay(relay) => {
                 self.finish_relay(host, relay, response, now);
                 return Vec::new();
             }
@@ -400,10 +384,9 @@ impl Worker {
         if let (true, Some(provider)) = (key_problem, evaluation.provider)
             && self.remotes.get(provider).is_some_and(Option::is_some)
         {
-            // Another worker may already have fetched newer keys into shared data.
-            if self.sync_keys_from_shared(host, provider) {
-                evaluation = evaluate(&mut self.engine, &waiter);
-            }
+            evaluation = self.judge_again_with_shared_keys(host, provider, evaluation, |engine| {
+                evaluate(engine, &waiter)
+            });
             let kid = evaluation
                 .lookups
                 .unknown_kid
@@ -422,7 +405,8 @@ impl Worker {
                         self.record_fetch_failure(host, provider, now);
                         return self.settle(host, evaluation);
                     }
-                    self.calls.kid_waiters.push((provider, waiter));
+                    self.calls
+                        .wait_for_keys(provider, calls::KeyWaiter::Request(waiter));
                     return Step::Wait;
                 }
             }

@@ -14,7 +14,7 @@ use crate::config::RELAYED_HEADER;
 use crate::introspection::HttpCall;
 use crate::metrics::Counter;
 
-use super::calls::Call;
+use super::calls::{Call, Relay};
 use super::host::Host;
 use super::{Now, Worker};
 
@@ -41,29 +41,29 @@ impl Worker {
             .map_or(0, |b| b.peers.len());
         let body: Rc<[u8]> = Rc::from(body);
         for peer in 0..peers {
-            let call = Call::Relay {
+            let relay = Relay {
                 provider,
                 peer,
                 body: Rc::clone(&body),
                 attempt: 1,
             };
-            if !self.start_call(host, call.clone(), now) {
-                self.relay_failed(host, call, None, now);
+            if !self.start_call(host, Call::Relay(relay.clone()), now) {
+                self.relay_failed(host, relay, None, now);
             }
         }
     }
 
     /// The relay request to a peer.
-    pub(super) fn relay_call(&self, provider: usize, peer: usize, body: &[u8]) -> Option<HttpCall> {
+    pub(super) fn relay_call(&self, relay: &Relay) -> Option<HttpCall> {
         let peer = self
             .engine
             .config()
             .providers
-            .get(provider)?
+            .get(relay.provider)?
             .backchannel
             .as_ref()?
             .peers
-            .get(peer)?;
+            .get(relay.peer)?;
         Some(HttpCall {
             cluster: peer.cluster.clone(),
             headers: vec![
@@ -76,7 +76,7 @@ impl Worker {
                 ),
                 (RELAYED_HEADER.to_owned(), "1".to_owned()),
             ],
-            body: body.to_vec(),
+            body: relay.body.to_vec(),
             timeout_ms: peer.timeout_ms,
         })
     }
@@ -85,7 +85,7 @@ impl Worker {
     pub(super) fn finish_relay(
         &mut self,
         host: &mut impl Host,
-        relay: Call,
+        relay: Relay,
         response: &super::CallResponse,
         now: Now,
     ) {
@@ -98,36 +98,30 @@ impl Worker {
 
     /// A relay that did not get 200: scheduled again if worth it and attempts remain, else
     /// final (counted and logged).
-    fn relay_failed(&mut self, host: &mut impl Host, call: Call, status: Option<u16>, now: Now) {
-        let Call::Relay {
-            provider,
-            peer,
-            body,
-            attempt,
-        } = call
-        else {
-            return;
-        };
+    fn relay_failed(
+        &mut self,
+        host: &mut impl Host,
+        mut relay: Relay,
+        status: Option<u16>,
+        now: Now,
+    ) {
         if worth_retrying(status)
-            && attempt < RELAY_ATTEMPTS
+            && relay.attempt < RELAY_ATTEMPTS
             && self.relay_retries.len() < MAX_RELAY_RETRIES
         {
-            let delay_ms = 1_000u64 << (attempt - 1);
+            let delay_ms = 1_000u64 << (relay.attempt - 1);
             self.metrics
                 .increment(host, Counter::RevocationRelayRetried);
-            let again = Call::Relay {
-                provider,
-                peer,
-                body,
-                attempt: attempt + 1,
-            };
+            relay.attempt += 1;
             self.relay_retries
-                .push((now.millis.saturating_add(delay_ms), again));
+                .push((now.millis.saturating_add(delay_ms), relay));
             return;
         }
         self.metrics.increment(host, Counter::RevocationRelayFailed);
         log::warn!(
-            "tokengate: relaying a logout to peer {peer} failed ({status:?}, attempt {attempt} of {RELAY_ATTEMPTS})"
+            "tokengate: relaying a logout to peer {} failed ({status:?}, attempt {} of {RELAY_ATTEMPTS})",
+            relay.peer,
+            relay.attempt
         );
     }
 
@@ -140,9 +134,9 @@ impl Worker {
             .into_iter()
             .partition(|(at, _)| *at <= now.millis);
         self.relay_retries = later;
-        for (_, call) in due {
-            if let Err(call) = self.dispatch(host, call, now) {
-                self.relay_failed(host, call, None, now);
+        for (_, relay) in due {
+            if let Err(Call::Relay(relay)) = self.dispatch(host, Call::Relay(relay), now) {
+                self.relay_failed(host, relay, None, now);
             }
         }
     }

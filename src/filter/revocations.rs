@@ -4,14 +4,13 @@
 //! accepted logout tokens to peer replicas.
 
 use crate::config::{BackchannelLogout, Provider, RELAYED_HEADER, WhenFull};
-use crate::engine::Request;
+use crate::engine::{Engine, Request};
 use crate::metrics::{Counter, Gauge};
 use crate::rejection::DenyResponse;
 use crate::revocation::set::{self, CHUNK, Entry, Head, Kind, MAX_VALUE_BYTES};
 use crate::revocation::{LogoutError, LogoutEvent, SeenIds, logout_token_of, seen_bucket};
 
 use super::host::{Host, HostError};
-use super::logout_wait::KeyWaitingLogout;
 use super::{Now, Worker};
 
 /// Compare-and-swap attempts before an update of a shared record gives up.
@@ -265,8 +264,7 @@ impl Worker {
         match self.receive_logout(host, &pending, &body, true, now) {
             Ok(Received::Accepted) => BodyStep::Reply(logout_response(Ok(()), self.retry_after())),
             Ok(Received::WaitingForKeys) => {
-                self.key_waiting_logouts
-                    .push(KeyWaitingLogout::new(pending, body, now));
+                self.park_logout(pending, body, now);
                 BodyStep::Wait
             }
             Err(error) => BodyStep::Reply(self.refuse_logout(host, error)),
@@ -297,14 +295,11 @@ impl Worker {
     ) -> Result<Received, LogoutError> {
         let provider = pending.provider;
         let token = logout_token_of(body)?;
-        let mut judged = self
-            .engine
-            .validate_logout_token(provider, &token, now.seconds);
-        if judged == Err(LogoutError::UnknownKey) && self.sync_keys_from_shared(host, provider) {
-            // Another worker fetched newer keys into shared data.
-            judged = self
-                .engine
-                .validate_logout_token(provider, &token, now.seconds);
+        let judge =
+            |engine: &mut Engine| engine.validate_logout_token(provider, &token, now.seconds);
+        let mut judged = judge(&mut self.engine);
+        if judged == Err(LogoutError::UnknownKey) {
+            judged = self.judge_again_with_shared_keys(host, provider, judged, judge);
         }
         if judged == Err(LogoutError::UnknownKey) {
             if may_wait && self.wait_for_keys(host, provider, &token, now) {
