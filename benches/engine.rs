@@ -282,6 +282,41 @@ fn main() {
         });
     }
 
+    println!("-- a key set replaced (every worker installs each new set it sees)");
+    {
+        let allowed = [Algorithm::Rs256, Algorithm::Es256].into_iter().collect();
+        let set = |keys: &[(&TestKey, &str, &str)]| {
+            let keys: Vec<Value> = keys
+                .iter()
+                .map(|(key, kid, alg)| key.public_jwk(kid, Some(alg)))
+                .collect();
+            jwks(&keys).to_string()
+        };
+        let before = set(&[
+            (TestKey::rsa_a(), "k1", "RS256"),
+            (TestKey::rsa_b(), "k2", "RS256"),
+            (TestKey::p256(), "ec1", "ES256"),
+        ]);
+        // A rotation: k1 retired, k3 added, two keys as they were.
+        let after = set(&[
+            (TestKey::rsa_b(), "k2", "RS256"),
+            (TestKey::p256(), "ec1", "ES256"),
+            (TestKey::rsa_a(), "k3", "RS256"),
+        ]);
+        let previous = KeySet::parse(before.as_bytes(), allowed).unwrap().0;
+        bench.run(
+            "KeySet::parse, rotated set (2 RSA-2048 + 1 P-256, all prepared)",
+            || {
+                KeySet::parse(black_box(after.as_bytes()), allowed)
+                    .is_ok_and(|(set, _)| set.len() == 3)
+            },
+        );
+        bench.run("KeySet::parse_after, rotated set (two keys reused)", || {
+            KeySet::parse_after(black_box(after.as_bytes()), allowed, &previous)
+                .is_ok_and(|(set, _)| set.len() == 3)
+        });
+    }
+
     println!("-- the steps of a miss");
     let whole = config(4096);
     let config = &whole.providers[0];

@@ -83,6 +83,9 @@ pub struct KeyEntry {
     pub algorithms: AlgorithmSet,
     /// The key, prepared for verification.
     pub key: VerifyingKey,
+    /// The JWK it was built from, as published: a later set holding the same member is the
+    /// same key (same `kid`, material, `use` and `alg`), reused as it is.
+    source: serde_json::Value,
 }
 
 /// Result of looking a token's key up.
@@ -125,6 +128,19 @@ impl KeySet {
         json: &[u8],
         allowed: AlgorithmSet,
     ) -> Result<(KeySet, Vec<SkippedKey>), JwksError> {
+        KeySet::parse_after(json, allowed, &KeySet::default())
+    }
+
+    /// As [`KeySet::parse`], for the set that replaces `previous` (of the same `allowed`):
+    /// a member identical to one of `previous` takes that key as it was prepared. Preparing
+    /// costs an RSA key its Montgomery constants and a curve key its tables (≈ 0.1 ms each in
+    /// V8), and every worker prepares every key of each new set it installs; a rotation
+    /// changes one key of the set.
+    pub fn parse_after(
+        json: &[u8],
+        allowed: AlgorithmSet,
+        previous: &KeySet,
+    ) -> Result<(KeySet, Vec<SkippedKey>), JwksError> {
         if json.len() > MAX_JWKS_BYTES {
             return Err(JwksError::TooLarge { bytes: json.len() });
         }
@@ -134,7 +150,8 @@ impl KeySet {
         let mut set = KeySet::default();
         let mut skipped = Vec::new();
         for value in raw.keys.into_iter().take(MAX_KEYS) {
-            match parse_key(&value, allowed) {
+            let reused = previous.entries.iter().find(|e| e.source == value).cloned();
+            match reused.map_or_else(|| parse_key(value, allowed), Ok) {
                 Ok(entry) => {
                     if let Some(kid) = &entry.kid {
                         if set.by_kid.contains_key(kid) {
@@ -164,6 +181,31 @@ impl KeySet {
             return Err(JwksError::NoUsableKeys { skipped: summary });
         }
         Ok((set, skipped))
+    }
+
+    /// Whether every token `previous` admitted is admitted by this set with the same key:
+    /// each of its keys is here unchanged and, if some of those tokens had no `kid`
+    /// (`kid_less`), every algorithm it had a single key for (the key such a token is looked
+    /// up by) still has only that one. Verdicts cached under `previous` then stay true; a set
+    /// that drops or changes a key, or makes a `kid`-less lookup ambiguous, invalidates them.
+    pub fn keeps_verdicts_of(&self, previous: &KeySet, kid_less: bool) -> bool {
+        let unchanged = previous
+            .entries
+            .iter()
+            .all(|old| self.entries.iter().any(|new| new.source == old.source));
+        unchanged
+            && (!kid_less
+                || Algorithm::ALL
+                    .into_iter()
+                    .filter(|alg| previous.candidates(*alg) == 1)
+                    .all(|alg| self.candidates(alg) == 1))
+    }
+
+    fn candidates(&self, alg: Algorithm) -> usize {
+        self.entries
+            .iter()
+            .filter(|entry| entry.algorithms.contains(alg))
+            .count()
     }
 
     /// Number of keys.
@@ -205,8 +247,8 @@ impl KeySet {
     }
 }
 
-fn parse_key(value: &serde_json::Value, allowed: AlgorithmSet) -> Result<KeyEntry, SkippedKey> {
-    let meta = KeyMetadata::deserialize(value).map_err(|err| SkippedKey {
+fn parse_key(value: serde_json::Value, allowed: AlgorithmSet) -> Result<KeyEntry, SkippedKey> {
+    let meta = KeyMetadata::deserialize(&value).map_err(|err| SkippedKey {
         kid: value
             .get("kid")
             .and_then(|kid| kid.as_str())
@@ -257,12 +299,14 @@ fn parse_key(value: &serde_json::Value, allowed: AlgorithmSet) -> Result<KeyEntr
         ));
     }
     let jwk: JsonWebKey<'_> =
-        JsonWebKey::deserialize(value).map_err(|err| skip(format!("malformed key: {err}")))?;
+        JsonWebKey::deserialize(&value).map_err(|err| skip(format!("malformed key: {err}")))?;
     let key = VerifyingKey::from_jwk(&jwk, family).map_err(skip)?;
+    drop(jwk);
     Ok(KeyEntry {
         kid,
         algorithms,
         key,
+        source: value,
     })
 }
 

@@ -38,6 +38,8 @@ pub(super) struct ProviderState {
     /// The JWKS document behind `keys`, to recognise a refresh that changed nothing.
     keys_document: Vec<u8>,
     verified: TokenCache<Rc<Verified>>,
+    /// Whether `verified` may hold a token without `kid` (found as its algorithm's only key).
+    kid_less_verified: bool,
     introspected: TokenCache<Verdict>,
 }
 
@@ -62,6 +64,7 @@ impl ProviderState {
             keys,
             keys_document: Vec::new(),
             verified,
+            kid_less_verified: false,
             introspected,
         }
     }
@@ -87,10 +90,15 @@ impl ProviderState {
         if !self.keys.is_empty() && self.keys_document == jwks {
             return Ok(Vec::new());
         }
-        let (keys, skipped) = KeySet::parse(jwks, provider.algorithms)?;
+        let (keys, skipped) = KeySet::parse_after(jwks, provider.algorithms, &self.keys)?;
+        // A rotation that only adds a key leaves every cached verdict true: keeping them
+        // spares each worker re-verifying its whole cache at once.
+        if !keys.keeps_verdicts_of(&self.keys, self.kid_less_verified) {
+            self.verified.clear();
+            self.kid_less_verified = false;
+        }
         self.keys = keys;
         self.keys_document = jwks.to_vec();
-        self.verified.clear();
         Ok(skipped)
     }
 
@@ -151,6 +159,7 @@ impl ProviderState {
             lookups.unknown_kid = kid;
         }
         let verified = Rc::new(verified?);
+        self.kid_less_verified |= verified.without_kid;
         // A cache hit skips the request's character check (token_source::check), so only
         // tokens that pass it may be stored: a verified token does, being three base64url
         // segments (Parsed::new decodes them) and two dots.

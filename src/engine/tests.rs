@@ -135,6 +135,95 @@ fn rejections_are_not_cached_and_keys_swap_clears_the_cache() {
     assert_eq!(engine.authenticate(&req, NOW).lookups.cache, CacheUse::Hit);
 }
 
+/// A new key set keeps the cached verdicts only when none of them changes: a rotation that
+/// adds a key keeps them; one that changes a key's material, drops the key, or makes a
+/// `kid`-less token's lookup ambiguous clears them, and the token is judged by the new set.
+#[test]
+fn a_new_key_set_keeps_the_cache_only_if_no_verdict_changes() {
+    let a = || TestKey::rsa_a().public_jwk("a", Some("RS256"));
+    let b = || TestKey::rsa_b().public_jwk("b", Some("RS256"));
+    let a_changed = || TestKey::rsa_b().public_jwk("a", Some("RS256"));
+    let with_kid = token(NOW + 600);
+    let mut spec = TokenSpec::access_token(Algorithm::Rs256, "a", ISSUER, "api", NOW);
+    spec.header.remove("kid");
+    let without_kid = spec.sign(TestKey::rsa_a());
+    // (what changes, the cached token, the new set's keys, its lookup after, its refusal)
+    type Case<'t> = (
+        &'t str,
+        &'t str,
+        Vec<serde_json::Value>,
+        CacheUse,
+        Option<Rejection>,
+    );
+    let cases: [Case<'_>; 5] = [
+        (
+            "a key added",
+            &with_kid,
+            vec![a(), b()],
+            CacheUse::Hit,
+            None,
+        ),
+        (
+            "the same key again",
+            &without_kid,
+            vec![a()],
+            CacheUse::Hit,
+            None,
+        ),
+        (
+            "a's material changed",
+            &with_kid,
+            vec![a_changed(), b()],
+            CacheUse::Miss,
+            Some(Rejection::BadSignature),
+        ),
+        (
+            "a dropped",
+            &with_kid,
+            vec![b()],
+            CacheUse::Miss,
+            Some(Rejection::UnknownKey),
+        ),
+        (
+            "no kid, now two keys",
+            &without_kid,
+            vec![a(), b()],
+            CacheUse::Miss,
+            Some(Rejection::UnknownKey),
+        ),
+    ];
+    for (label, token, keys, cache, refusal) in cases {
+        let mut engine = engine(json!({}));
+        let bearer = format!("Bearer {token}");
+        let req = request(&[("authorization", &bearer)]);
+        assert!(
+            matches!(engine.authenticate(&req, NOW).decision, Decision::Allow(_)),
+            "{label}"
+        );
+        assert_eq!(
+            engine.authenticate(&req, NOW).lookups.cache,
+            CacheUse::Hit,
+            "{label}"
+        );
+        // Another document (member order differs from the first), the same or other keys.
+        let mut reordered = keys.clone();
+        reordered.reverse();
+        reordered.push(TestKey::p256().public_jwk("ec", Some("ES256")));
+        engine
+            .install_keys(0, jwks(&reordered).to_string().as_bytes())
+            .unwrap();
+        let after = engine.authenticate(&req, NOW);
+        assert_eq!(after.lookups.cache, cache, "{label}");
+        match refusal {
+            None => assert!(
+                matches!(after.decision, Decision::Allow(_)),
+                "{label}: {after:?}"
+            ),
+            Some(rejection) => assert_eq!(after.decision, Decision::Deny(rejection), "{label}"),
+        }
+    }
+}
+
 #[test]
 fn missing_and_malformed_requests() {
     let mut engine = engine(json!({}));

@@ -41,6 +41,9 @@ pub struct Verified {
     pub session: Option<Box<str>>,
     /// `iat`, Unix seconds.
     pub issued_at: Option<i64>,
+    /// A signed token without `kid`, verified by its algorithm's only key: a key set that
+    /// adds a key for that algorithm no longer admits it.
+    pub without_kid: bool,
 }
 
 impl Verified {
@@ -62,6 +65,7 @@ impl Verified {
             subject: string("sub"),
             session: string("sid"),
             issued_at: view.iat,
+            without_kid: false,
         })
     }
 }
@@ -151,7 +155,9 @@ pub fn verify(
         nbf: claims.nbf,
         iat: claims.iat,
     };
-    Verified::from_claims(provider, catalog, &view)
+    let mut verified = Verified::from_claims(provider, catalog, &view)?;
+    verified.without_kid = header.kid.is_none();
+    Ok(verified)
 }
 
 /// RFC 8725 §3.11 / RFC 9068 §2.1: explicit typing. Absent, `JWT` and `at+jwt` are access
