@@ -7,6 +7,8 @@ use super::*;
 async fn key_rotation_is_picked_up_by_refetch_on_unknown_kid() -> Result<()> {
     let fixture = Fixture::start(GatewaySpec::new("jwt"))?;
     fixture.wait_for_keys().await?;
+    let cached = fixture.valid_token();
+    assert_eq!(fixture.get_bearer(&cached).await?.status, 200);
     let fetches = fixture.idp.request_count(CERTS);
     // The IdP rotates: a new key appears, and tokens signed with it arrive at once.
     fixture.idp.set_response(
@@ -27,6 +29,14 @@ async fn key_rotation_is_picked_up_by_refetch_on_unknown_kid() -> Result<()> {
     .await?;
     assert_eq!(fixture.idp.request_count(CERTS), fetches + 1);
     assert_eq!(fixture.stat("tokengate.jwks.kid_refetch").await?, 1);
+    // The set only gained a key: the token verified before is still a cache hit.
+    let (hits, misses) = (
+        fixture.stat("tokengate.cache.hit").await?,
+        fixture.stat("tokengate.cache.miss").await?,
+    );
+    assert_eq!(fixture.get_bearer(&cached).await?.status, 200);
+    assert_eq!(fixture.stat("tokengate.cache.hit").await?, hits + 1);
+    assert_eq!(fixture.stat("tokengate.cache.miss").await?, misses);
 
     // Another unknown kid within 30 s is refused without hammering the IdP.
     let unknown = fixture.token().header("kid", "k3").sign(TestKey::rsa_b());
