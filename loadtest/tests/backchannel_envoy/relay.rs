@@ -4,36 +4,52 @@ use loadtest::ports::free_port;
 
 use super::*;
 
+/// What replicas of one test share: the backend and a JWKS server holding the test keys.
+struct Site {
+    dir: std::path::PathBuf,
+    _backend: loadtest::process::ManagedProcess,
+    backend_port: u16,
+    idp: loadtest::jwks_server::JwksServer,
+}
+
+impl Site {
+    fn start(name: &str) -> Result<Site> {
+        let dir = loadtest::paths::run_dir(name);
+        let (backend, addr) = loadtest::backend::spawn(&dir, "backend", 1)?;
+        let mut idp = loadtest::jwks_server::JwksServer::reserve()?;
+        idp.set_response(common::CERTS, 200, common::published_keys(&[]));
+        idp.start()?;
+        Ok(Site {
+            dir,
+            _backend: backend,
+            backend_port: addr.port(),
+            idp,
+        })
+    }
+
+    fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}/realms/tokengate", self.idp.port())
+    }
+
+    /// (backend, IdP) ports for [`start_replica`].
+    fn ports(&self) -> (u16, u16) {
+        (self.backend_port, self.idp.port())
+    }
+}
+
 /// A replica that is down when a logout arrives, and starts within the retries: the relay gets
 /// no answer, is sent again (1 s, then 2 s later) and the late replica refuses the session.
 #[tokio::test]
 async fn a_relay_reaches_a_replica_that_starts_late() -> Result<()> {
-    let dir = loadtest::paths::run_dir("bcl-late-replica");
-    let (_backend, addr) = loadtest::backend::spawn(&dir, "backend", 1)?;
-    let mut idp = loadtest::jwks_server::JwksServer::reserve()?;
-    idp.set_response(common::CERTS, 200, common::published_keys(&[]));
-    idp.start()?;
-    let issuer = format!("http://127.0.0.1:{}/realms/tokengate", idp.port());
+    let site = Site::start("bcl-late-replica")?;
+    let (dir, issuer, ports) = (&site.dir, site.issuer(), site.ports());
     let (port_a, port_b) = (free_port()?, free_port()?);
-    let ports = (addr.port(), idp.port());
-    let a = start_replica(
-        &dir,
-        "a",
-        GatewaySpec::new(GATEWAY),
-        (port_a, port_b),
-        ports,
-    )?;
+    let a = start_replica(dir, "a", GatewaySpec::new(GATEWAY), (port_a, port_b), ports)?;
     let logout = logout_token(&issuer, "s-late", "jti-late").sign(TestKey::rsa_a());
     let accepted = post(&a.logout_url(LOGOUT_PATH), form(&logout)).await?;
     ensure!(accepted.status == 200, "{}", accepted.text());
     // B starts now: A's first relay found nobody.
-    let b = start_replica(
-        &dir,
-        "b",
-        GatewaySpec::new(GATEWAY),
-        (port_b, port_a),
-        ports,
-    )?;
+    let b = start_replica(dir, "b", GatewaySpec::new(GATEWAY), (port_b, port_a), ports)?;
     let session = TokenSpec::access_token(
         tokengate::algorithm::Algorithm::Rs256,
         "k1",
@@ -85,20 +101,21 @@ async fn relay_outcome(a: &RunningGateway, within: Duration) -> Result<(u64, u64
 /// client) gets it once.
 #[tokio::test]
 async fn a_relay_is_sent_again_after_a_503_and_given_up_after_a_400() -> Result<()> {
-    let dir = loadtest::paths::run_dir("bcl-relay-answers");
-    let (_backend, addr) = loadtest::backend::spawn(&dir, "backend", 1)?;
-    let mut idp = loadtest::jwks_server::JwksServer::reserve()?;
-    idp.set_response(common::CERTS, 200, common::published_keys(&[]));
-    idp.start()?;
-    let issuer = format!("http://127.0.0.1:{}/realms/tokengate", idp.port());
-    let ports = (addr.port(), idp.port());
+    let site = Site::start("bcl-relay-answers")?;
+    let (dir, issuer, ports) = (&site.dir, site.issuer(), site.ports());
     let spec = || GatewaySpec::new(GATEWAY);
 
     // B's IdP never answers: B has no keys and answers every logout 503.
     let down_idp = free_port()?;
     let (port_a, port_b) = (free_port()?, free_port()?);
-    let a = start_replica(&dir, "a", spec(), (port_a, port_b), ports)?;
-    let b = start_replica(&dir, "b", spec(), (port_b, port_a), (addr.port(), down_idp))?;
+    let a = start_replica(dir, "a", spec(), (port_a, port_b), ports)?;
+    let b = start_replica(
+        dir,
+        "b",
+        spec(),
+        (port_b, port_a),
+        (site.backend_port, down_idp),
+    )?;
     let logout = logout_token(&issuer, "s-503", "jti-503").sign(TestKey::rsa_a());
     let accepted = post(&a.logout_url(LOGOUT_PATH), form(&logout)).await?;
     ensure!(accepted.status == 200, "{}", accepted.text());
@@ -119,8 +136,8 @@ async fn a_relay_is_sent_again_after_a_503_and_given_up_after_a_400() -> Result<
     let (port_a, port_c) = (free_port()?, free_port()?);
     let other_client =
         spec().patch(json!({"backchannel_logout": {"audiences": ["another-client"]}}));
-    let a = start_replica(&dir, "a2", spec(), (port_a, port_c), ports)?;
-    let c = start_replica(&dir, "c", other_client, (port_c, port_a), ports)?;
+    let a = start_replica(dir, "a2", spec(), (port_a, port_c), ports)?;
+    let c = start_replica(dir, "c", other_client, (port_c, port_a), ports)?;
     let logout = logout_token(&issuer, "s-400", "jti-400").sign(TestKey::rsa_a());
     let accepted = post(&a.logout_url(LOGOUT_PATH), form(&logout)).await?;
     ensure!(accepted.status == 200, "{}", accepted.text());
