@@ -27,7 +27,7 @@ mod cios;
 mod timing;
 
 use std::hint::black_box;
-use timing::{Bench, RUNS};
+use timing::{Bench, Evictor, RUNS};
 
 use crypto_bigint::modular::{MontyForm, MontyParams};
 use crypto_bigint::{Odd, U2048};
@@ -171,6 +171,11 @@ fn main() {
     println!("-- through VerifyingKey::verify (the filter's path: hash + verify)");
     let vk = verifying_key(&rs256, Algorithm::Rs256);
     bench.run("RS256 2048", || {
+        vk.verify(Algorithm::Rs256, black_box(&rs256.msg), &rs256.sig)
+    });
+    // Inside a proxy the filter's code and data are cold at each request (see run_cold).
+    let mut evictor = Evictor::new();
+    bench.run_cold("RS256 2048, cold caches", &mut evictor, || {
         vk.verify(Algorithm::Rs256, black_box(&rs256.msg), &rs256.sig)
     });
     let mut forged = rs256.sig.clone();
