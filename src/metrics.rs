@@ -204,6 +204,9 @@ pub struct Metrics {
     logout_rejected: [u32; LogoutError::ALL.len()],
     counters: [u32; Counter::ALL.len()],
     gauges: [u32; Gauge::ALL.len()],
+    /// What this worker last set each gauge to: a value set again is not sent (each set is a
+    /// host call, and a full cache's size stays the same on every miss).
+    gauge_values: [Option<u64>; Gauge::ALL.len()],
     denied: [u32; DenyReason::ALL.len()],
     idp_errors: [u32; IdpFailure::ALL.len()],
     introspection_latency: u32,
@@ -265,6 +268,7 @@ impl Metrics {
             logout_rejected,
             counters,
             gauges,
+            gauge_values: [None; Gauge::ALL.len()],
             denied,
             idp_errors,
             introspection_latency,
@@ -332,9 +336,13 @@ impl Metrics {
         host.increment_metric(self.counters[counter as usize], 1);
     }
 
-    /// Sets a gauge.
-    pub fn set(&self, host: &mut impl Host, gauge: Gauge, value: u64) {
-        host.record_metric(self.gauges[gauge as usize], value);
+    /// Sets a gauge, unless this worker last set it to `value` already.
+    pub fn set(&mut self, host: &mut impl Host, gauge: Gauge, value: u64) {
+        let last = &mut self.gauge_values[gauge as usize];
+        if *last != Some(value) {
+            *last = Some(value);
+            host.record_metric(self.gauges[gauge as usize], value);
+        }
     }
 
     /// Counts a refusal under its reason.
@@ -383,7 +391,7 @@ impl Metrics {
     }
 
     /// Gauges that describe the configuration.
-    pub fn record_config(&self, host: &mut impl Host, config: &Config) {
+    pub fn record_config(&mut self, host: &mut impl Host, config: &Config) {
         let exp_unchecked = config.providers.iter().any(|p| !p.verify_exp);
         self.set(host, Gauge::ExpCheckDisabled, u64::from(exp_unchecked));
     }

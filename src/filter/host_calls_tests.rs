@@ -77,3 +77,26 @@ fn back_channel_logout_adds_one_shared_read_per_request() {
         ])
     );
 }
+
+#[test]
+fn a_miss_that_leaves_the_cache_size_as_it_was_sets_no_gauge() {
+    let mut host = FakeHost::new();
+    let config = config(json!({"cache": {"max_entries": 2}}));
+    let mut worker = Worker::configure(&mut host, &config, Some(7)).unwrap();
+    let mut gauge_sets = |jti: &str, id: u32| {
+        host.take_host_calls();
+        let step = worker.on_request(&mut host, request(id, &token(jti)), NOW);
+        assert!(matches!(step, Step::Forward(_)), "{jti} admitted: {step:?}");
+        host.take_host_calls()
+            .get("record_metric")
+            .copied()
+            .unwrap_or(0)
+    };
+    // The size goes 0 → 1 → 2, then a full cache stays at 2: each new token evicts one.
+    let sets: Vec<u64> = ["t-1", "t-2", "t-3", "t-4"]
+        .iter()
+        .zip(1..)
+        .map(|(jti, id)| gauge_sets(jti, id))
+        .collect();
+    assert_eq!(sets, [1, 1, 0, 0]);
+}
