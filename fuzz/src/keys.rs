@@ -145,9 +145,7 @@ impl Jws {
         }
         let decode = |segment: &str| Base64UrlUnpadded::decode_vec(segment).ok();
         Some(Jws {
-            signing_input: token[..header.len() + 1 + payload.len()]
-                .as_bytes()
-                .to_vec(),
+            signing_input: token.as_bytes()[..header.len() + 1 + payload.len()].to_vec(),
             header: serde_json::from_slice(&decode(header)?).ok()?,
             payload: serde_json::from_slice(&decode(payload)?).ok()?,
             signature: decode(signature)?,
@@ -189,7 +187,8 @@ pub const FIXTURE_MESSAGE: &[u8] = b"header.payload";
 pub fn fixture_signature(key: Key, alg: Algorithm) -> Vec<u8> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    static CACHE: OnceLock<Mutex<HashMap<(Key, Algorithm), Vec<u8>>>> = OnceLock::new();
+    type Signatures = HashMap<(Key, Algorithm), Vec<u8>>;
+    static CACHE: OnceLock<Mutex<Signatures>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut cache = cache
         .lock()

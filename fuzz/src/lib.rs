@@ -18,8 +18,11 @@ pub mod token;
 pub mod token_source;
 pub mod worker;
 
+/// A fuzz target: runs one input (panics on a finding).
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for replaying seeds and artifacts.
-pub const TARGETS: [(&str, fn(&[u8])); 8] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("config", config::run),
     ("token_source", token_source::run),
     ("engine", engine::run),
