@@ -259,25 +259,22 @@ fn main() {
     if !misses.is_empty() {
         let mut engine = Engine::new(config(MISS_CACHE));
         let mut next = 0;
-        bench.run("authenticate, new token (miss: RS256 validation)", || {
+        let mut miss = || {
             let headers = &misses[next % misses.len()];
             next += 1;
             let evaluation = engine.authenticate(black_box(headers), NOW);
             evaluation.lookups.cache == CacheUse::Miss && settle(&engine, &evaluation) > 0
-        });
+        };
+        bench.run(
+            "authenticate, new token (miss: RS256 validation)",
+            &mut miss,
+        );
         // Inside Envoy, Envoy's own work between two requests leaves the filter's code and
         // data cold: a miss measured in Envoy costs about this row, not the one above.
-        let mut evictor = Evictor::new();
-        let mut next = 0;
         bench.run_cold(
             "authenticate, new token, cold caches (as inside a proxy)",
-            &mut evictor,
-            || {
-                let headers = &misses[next % misses.len()];
-                next += 1;
-                let evaluation = engine.authenticate(black_box(headers), NOW);
-                evaluation.lookups.cache == CacheUse::Miss && settle(&engine, &evaluation) > 0
-            },
+            &mut Evictor::new(),
+            &mut miss,
         );
         let tampered: Vec<_> = misses
             .iter()
@@ -417,19 +414,15 @@ fn main() {
     let KeyLookup::Found(entry) = keys.lookup(Some(KID), Algorithm::Rs256) else {
         panic!("key k1");
     };
-    bench.run("signature: VerifyingKey::verify (SHA-256 + RSA)", || {
+    let verify = || {
         entry
             .key
             .verify(Algorithm::Rs256, black_box(signed.as_bytes()), &signature)
-    });
-    let mut evictor = Evictor::new();
+    };
+    bench.run("signature: VerifyingKey::verify (SHA-256 + RSA)", verify);
     bench.run_cold(
         "signature: VerifyingKey::verify, cold caches",
-        &mut evictor,
-        || {
-            entry
-                .key
-                .verify(Algorithm::Rs256, black_box(signed.as_bytes()), &signature)
-        },
+        &mut Evictor::new(),
+        verify,
     );
 }

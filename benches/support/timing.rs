@@ -38,7 +38,13 @@ impl Bench {
             return;
         }
         assert!(f(), "{name}: the operation failed");
-        let (median, min) = time(&mut f);
+        let (median, min) = time(|calls| {
+            let t = Instant::now();
+            for _ in 0..calls {
+                black_box(f());
+            }
+            t.elapsed()
+        });
         self.report(name, median, min);
     }
 
@@ -51,30 +57,17 @@ impl Bench {
             return;
         }
         assert!(f(), "{name}: the operation failed");
-        let mut timed = || {
-            evictor.evict();
-            let t = Instant::now();
-            black_box(f());
-            t.elapsed()
-        };
-        let start = Instant::now();
-        let mut warm = 0u32;
-        while start.elapsed() < RUN_TIME / 2 || warm < 3 {
-            timed();
-            warm += 1;
-        }
-        // Runs as long as `run`'s, counting the eviction: `iters` from the whole loop's pace.
-        let iters = ((RUN_TIME.as_secs_f64() * f64::from(warm) / start.elapsed().as_secs_f64())
-            as u32)
-            .max(3);
-        let mut samples: Vec<f64> = (0..RUNS)
-            .map(|_| {
-                let total: Duration = (0..iters).map(|_| timed()).sum();
-                total.as_secs_f64() * 1e6 / f64::from(iters)
-            })
-            .collect();
-        samples.sort_by(f64::total_cmp);
-        self.report(name, samples[RUNS / 2], samples[0]);
+        let (median, min) = time(|calls| {
+            (0..calls)
+                .map(|_| {
+                    evictor.evict();
+                    let t = Instant::now();
+                    black_box(f());
+                    t.elapsed()
+                })
+                .sum()
+        });
+        self.report(name, median, min);
     }
 
     fn report(&mut self, name: &str, median: f64, min: f64) {
@@ -83,24 +76,20 @@ impl Bench {
     }
 }
 
-/// Warms `f` up, then returns the median and the minimum µs per call over `RUNS` runs.
-fn time(f: &mut impl FnMut() -> bool) -> (f64, f64) {
+/// The median and the minimum µs per call over `RUNS` runs of `measure(calls)`, which makes
+/// `calls` calls and returns the time they took. Warmed up first; each run lasts about
+/// `RUN_TIME` of wall-clock time, whatever `measure` does besides the timed calls.
+fn time(mut measure: impl FnMut(u32) -> Duration) -> (f64, f64) {
     let start = Instant::now();
-    let mut warm = 0u64;
+    let mut warm = 0u32;
     while start.elapsed() < RUN_TIME / 2 || warm < 3 {
-        black_box(f());
+        measure(1);
         warm += 1;
     }
-    let per_iter = start.elapsed().as_secs_f64() / warm as f64;
-    let iters = ((RUN_TIME.as_secs_f64() / per_iter) as u64).max(3);
+    let pace = f64::from(warm) / start.elapsed().as_secs_f64();
+    let calls = ((RUN_TIME.as_secs_f64() * pace) as u32).max(3);
     let mut samples: Vec<f64> = (0..RUNS)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                black_box(f());
-            }
-            t.elapsed().as_secs_f64() * 1e6 / iters as f64
-        })
+        .map(|_| measure(calls).as_secs_f64() * 1e6 / f64::from(calls))
         .collect();
     samples.sort_by(f64::total_cmp);
     (samples[RUNS / 2], samples[0])
@@ -124,14 +113,13 @@ impl Evictor {
         }
     }
 
-    /// Writes every line (a new value each round, so no write can be skipped); always true.
-    pub fn evict(&mut self) -> bool {
+    /// Writes every line (a new value each round, so no write can be skipped).
+    pub fn evict(&mut self) {
         self.round = self.round.wrapping_add(1);
         for line in self.lines.iter_mut().step_by(Self::LINE) {
             *line = line.wrapping_add(self.round);
         }
         black_box(&self.lines);
-        true
     }
 }
 
